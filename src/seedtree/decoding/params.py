@@ -1,0 +1,55 @@
+"""Frozen configuration for one request: how to sample, and how to speculate."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from seedtree.errors import SeedtreeError
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Like vLLM's `SamplingParams`. temperature 0 means greedy (argmax) decoding.
+
+    `stop`: strings that end generation; the output text ends just before the first one.
+    `seed`: seeds this request's sampler, so T > 0 results are reproducible.
+    `n`: samples per prompt (used by many-request generation; each sample gets seed + i).
+    """
+
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    ignore_eos: bool = False
+    seed: int | None = None
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise SeedtreeError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise SeedtreeError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise SeedtreeError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.n < 1:
+            raise SeedtreeError(f"n must be >= 1, got {self.n}")
+        if isinstance(self.stop, str):
+            object.__setattr__(self, "stop", (self.stop,))
+        if any(not s for s in self.stop):
+            raise SeedtreeError("stop strings must be non-empty")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass(frozen=True)
+class SpecConfig:
+    """Speculative decoding: the draft q proposes `gamma` tokens per round for the target p."""
+
+    gamma: int = 4
+
+    def __post_init__(self) -> None:
+        if self.gamma < 1:
+            raise SeedtreeError(f"gamma must be >= 1 (draft tokens per round), got {self.gamma}")

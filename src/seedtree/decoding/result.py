@@ -1,0 +1,52 @@
+"""What every engine returns for one request."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class DecodeStats:
+    """Counters and timings of one request. Forward counts include the prefill."""
+
+    method: str = ""
+    new_tokens: int = 0
+    target_forwards: int = 0
+    draft_forwards: int = 0
+    rounds: int = 0  # verification rounds (speculative engines)
+    drafted: int = 0  # draft tokens proposed
+    accepted: int = 0  # draft tokens accepted
+    wall_s: float = 0.0
+    prefill_s: float = 0.0
+    draft_s: float = 0.0
+    verify_s: float = 0.0  # target forwards after the prefill (AR: every decode step)
+
+    @property
+    def alpha(self) -> float:
+        """Acceptance rate: accepted / drafted."""
+        return self.accepted / self.drafted if self.drafted else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.wall_s if self.wall_s else 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"alpha": self.alpha, "tokens_per_s": self.tokens_per_s}
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]  # generated ids (the prompt excluded)
+    text: str
+    finish_reason: str  # "stop" (eos or stop string) or "length"
+    stats: DecodeStats = field(default_factory=DecodeStats)
+    prompt: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt": self.prompt,
+            "text": self.text,
+            "token_ids": self.token_ids,
+            "finish_reason": self.finish_reason,
+            "stats": self.stats.to_dict(),
+        }

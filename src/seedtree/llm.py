@@ -1,0 +1,81 @@
+"""The public entry point, shaped like vLLM: `LLM(...).generate(prompts, SamplingParams(...))`.
+
+from seedtree import LLM, SamplingParams
+llm = LLM("qwen2.5-coder", dtype="bfloat16")
+[out] = llm.generate(["Q: 2+3=?"], SamplingParams(max_new_tokens=32), method="sd")
+"""
+
+from __future__ import annotations
+
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+from seedtree.decoding.result import GenerationResult
+from seedtree.errors import SeedtreeError
+from seedtree.models.loader import ModelPair, load_pair
+
+
+class LLM:
+    def __init__(
+        self,
+        pair: str | None = None,
+        *,
+        draft: str | None = None,
+        target: str | None = None,
+        dtype: str = "float32",
+        draft_dtype: str | None = "int8",
+        models: ModelPair | None = None,
+        progress: bool = True,
+    ) -> None:
+        self.models = models or load_pair(
+            pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress
+        )
+
+    @property
+    def tokenizer(self):
+        return self.models.tokenizer
+
+    def encode(self, prompt: str, chat: bool = False) -> list[int]:
+        """Prompt text -> token ids, through the chat template when `chat` is set."""
+        if not prompt or not prompt.strip():
+            raise SeedtreeError("prompt is empty: pass some text with --prompt")
+        tok = self.tokenizer
+        if chat:
+            if not getattr(tok, "chat_template", None):
+                raise SeedtreeError("this model has no chat template: drop --chat")
+            messages = [{"role": "user", "content": prompt}]
+            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+        else:
+            ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        ids = [int(i) for i in ids]
+        if len(ids) >= self.models.max_context:
+            raise SeedtreeError(
+                f"prompt has {len(ids)} tokens but the model context is {self.models.max_context}:"
+                " shorten the prompt"
+            )
+        return ids
+
+    def generate(
+        self,
+        prompts: str | list[str],
+        params: SamplingParams | None = None,
+        *,
+        method: str = "sd",
+        spec: SpecConfig | None = None,
+        chat: bool = False,
+    ) -> list[GenerationResult]:
+        """One result per prompt, decoded with `method` ("ar" or "sd"), in prompt order."""
+        params = params or SamplingParams()
+        spec = spec or SpecConfig()
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if method not in ("ar", "sd"):
+            raise SeedtreeError(f"unknown method '{method}': choose ar or sd")
+        results = []
+        for prompt in prompts:
+            ids = self.encode(prompt, chat=chat)
+            if method == "ar":
+                result = generate_ar(self.models, ids, params)
+            else:
+                result = generate_sd(self.models, ids, params, spec)
+            result.prompt = prompt
+            results.append(result)
+        return results

@@ -1,0 +1,110 @@
+"""The command line: bad input gives one line on stderr and exit 2; --json output contract."""
+
+import json
+
+import pytest
+
+from seedtree.cli import main
+from seedtree.models.tiny import char_tokenizer, tiny_pair
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """A tiny pair saved as two local model folders (context 64), plus one with another vocab."""
+    root = tmp_path_factory.mktemp("models")
+    pair = tiny_pair(seed=3, context=64)
+    for name, model in (("draft", pair.draft), ("target", pair.target)):
+        model.save_pretrained(root / name)
+        pair.tokenizer.save_pretrained(root / name)
+    other = char_tokenizer()
+    other.add_tokens(["<extra>"])
+    pair.draft.save_pretrained(root / "other")
+    other.save_pretrained(root / "other")
+    return root
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, needle):
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_ar_and_sd_json_give_identical_token_ids(capsys, folders):
+    base = [
+        "generate",
+        "--prompt",
+        "the answer is",
+        "--max-new-tokens",
+        "20",
+        "--json",
+        "--draft",
+        str(folders / "draft"),
+        "--target",
+        str(folders / "target"),
+    ]
+    code, out, _ = run(capsys, *base, "--method", "ar")
+    assert code == 0
+    ar = json.loads(out)
+    code, out, _ = run(capsys, *base, "--method", "sd", "--gamma", "3")
+    sd = json.loads(out)
+    assert ar["token_ids"] == sd["token_ids"] and ar["text"] == sd["text"]
+    assert set(sd) == {"text", "token_ids", "finish_reason", "stats"}
+    assert sd["stats"]["accepted"] <= sd["stats"]["drafted"]
+    assert sd["stats"]["target_forwards"] <= ar["stats"]["target_forwards"]
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--prompt", ""], "prompt is empty"),
+        (["--prompt", "   "], "prompt is empty"),
+        (["--prompt", "x", "--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
+        (["--prompt", "x", "--gamma", "0"], "gamma must be >= 1"),
+        (["--prompt", "x", "--temperature", "-0.5"], "temperature must be >= 0"),
+        (["--prompt", "x", "--pair", "nope"], "unknown model pair 'nope'"),
+        (
+            ["--prompt", "x", "--draft", "/no/such/dir", "--target", "/no/such/dir"],
+            "does not exist",
+        ),
+        (["--prompt", "x", "--draft", "/no/such/dir"], "pass both --draft and --target"),
+    ],
+)
+def test_bad_input_is_one_line(capsys, args, needle):
+    code, _, err = run(capsys, "generate", *args)
+    assert_one_line_error(code, err, needle)
+
+
+def test_mismatched_tokenizers_name_both(capsys, folders):
+    code, _, err = run(
+        capsys,
+        "generate",
+        "--prompt",
+        "x",
+        "--draft",
+        str(folders / "other"),
+        "--target",
+        str(folders / "target"),
+    )
+    assert_one_line_error(code, err, "use different tokenizers")
+    assert str(folders / "other") in err and str(folders / "target") in err
+
+
+def test_prompt_longer_than_context(capsys, folders):
+    code, _, err = run(
+        capsys,
+        "generate",
+        "--prompt",
+        "a" * 80,
+        "--draft",
+        str(folders / "draft"),
+        "--target",
+        str(folders / "target"),
+    )
+    assert_one_line_error(code, err, "prompt has 80 tokens but the model context is 64")

@@ -1,0 +1,86 @@
+"""Real-model tests: the default Qwen2.5-Coder pair (0.5B draft -> 1.5B target), float32 target.
+
+Marked `real_model`: they prepare the pair on first use (minutes) and run in CI. A divergence from
+AR is accepted only where the target's top-2 logits differ by < 1e-4 (a floating-point tie), and is
+printed either way.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+from seedtree.decoding.check import find_divergence
+from seedtree.llm import LLM
+from seedtree.tasks import gsm8k
+
+pytestmark = pytest.mark.real_model
+TIE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return LLM("qwen2.5-coder", dtype="float32", draft_dtype="int8", progress=False)
+
+
+def gsm8k_prompts(llm, n=3):
+    return [
+        llm.encode(gsm8k.subquestion_prompt(p.question), chat=True)
+        for p in gsm8k.load_problems()[:n]
+    ]
+
+
+def assert_lossless(llm, ids, ar, other, label):
+    div = find_divergence(llm.models, ids, ar.token_ids, other.token_ids)
+    if div is not None:
+        print(
+            f"{label}: divergence at token {div.position}: AR {div.ar_token} vs "
+            f"{div.other_token}, target top-2 logit gap {div.top2_gap:.3g}"
+        )
+        assert div.top2_gap < TIE, f"{label} diverged from AR where the target was not tied: {div}"
+
+
+def test_sd_equals_ar_on_gsm8k_subquestions(llm):
+    params = SamplingParams(max_new_tokens=64)
+    for i, ids in enumerate(gsm8k_prompts(llm)):
+        ar = generate_ar(llm.models, ids, params)
+        sd = generate_sd(llm.models, ids, params, SpecConfig(gamma=4))
+        print(
+            f"prompt {i}: {len(ar.token_ids)} tokens, alpha {sd.stats.alpha:.2f}, "
+            f"target forwards AR {ar.stats.target_forwards} / SD {sd.stats.target_forwards}"
+        )
+        assert_lossless(llm, ids, ar, sd, f"sd prompt {i}")
+        assert sd.stats.accepted > 0
+
+
+def test_cli_json_ar_and_sd_agree_on_default_pair():
+    prompt = gsm8k.subquestion_prompt(gsm8k.load_problems()[3].question)
+    outs = {}
+    for method in ("ar", "sd"):
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "seedtree.cli",
+                "generate",
+                "--method",
+                method,
+                "--json",
+                "--chat",
+                "--max-new-tokens",
+                "32",
+                "--prompt",
+                prompt,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        outs[method] = json.loads(proc.stdout)
+    ar, sd = outs["ar"], outs["sd"]
+    assert ar["token_ids"] == sd["token_ids"], (ar["text"], sd["text"])
+    stats = sd["stats"]
+    assert stats["accepted"] <= stats["drafted"]
+    assert stats["target_forwards"] <= len(sd["token_ids"]) // 2 + 1
