@@ -108,3 +108,32 @@ def test_prompt_longer_than_context(capsys, folders):
         str(folders / "target"),
     )
     assert_one_line_error(code, err, "prompt has 80 tokens but the model context is 64")
+
+
+@pytest.mark.parametrize(
+    "k_config, needle",
+    [("2,x", "is not a list of integers"), ("2,0,1", "entries must be >= 1"), ("", "is empty")],
+)
+def test_bad_k_config_is_one_line(capsys, k_config, needle):
+    code, _, err = run(
+        capsys, "generate", "--method", "mcsd", "--prompt", "x", "--k-config", k_config
+    )
+    assert_one_line_error(code, err, needle)
+
+
+def test_mcsd_json_equals_ar(capsys, folders):
+    base = [
+        "generate",
+        "--prompt",
+        "one two",
+        "--max-new-tokens",
+        "16",
+        "--json",
+        "--draft",
+        str(folders / "draft"),
+        "--target",
+        str(folders / "target"),
+    ]
+    _, out, _ = run(capsys, *base, "--method", "ar")
+    code, out2, _ = run(capsys, *base, "--method", "mcsd", "--k-config", "2,2,1")
+    assert code == 0 and json.loads(out)["token_ids"] == json.loads(out2)["token_ids"]

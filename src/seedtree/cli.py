@@ -37,6 +37,16 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument("--gamma", type=int, default=4, help="draft tokens per round (sd)")
+    g.add_argument(
+        "--k-config",
+        default="2,1,1",
+        help="mcsd: candidates per draft depth, comma-separated (default 2,1,1)",
+    )
+    g.add_argument(
+        "--with-replacement",
+        action="store_true",
+        help="mcsd at T > 0: draw a node's candidates with replacement",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="decode one prompt with ar or sd")
-    gen.add_argument("--method", default="sd", choices=["ar", "sd"])
+    gen.add_argument("--method", default="sd", choices=["ar", "sd", "mcsd"])
     gen.add_argument("--prompt", required=True)
     gen.add_argument("--chat", action="store_true", help="apply the model's chat template")
     gen.add_argument("--json", action="store_true", help="print one JSON object")
@@ -84,7 +94,18 @@ def _sampling(args) -> tuple:
         stop=tuple(args.stop),
         seed=args.seed,
     )
-    return params, SpecConfig(gamma=args.gamma)
+    return params, SpecConfig(
+        gamma=args.gamma, k_config=parse_k_config(args.k_config), replacement=args.with_replacement
+    )
+
+
+def parse_k_config(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(",")) if text.strip() else ()
+    except ValueError:
+        raise SeedtreeError(
+            f"--k-config '{text}' is not a list of integers: write it like 2,1,1"
+        ) from None
 
 
 def _llm(args, progress: bool = True):
@@ -118,7 +139,7 @@ def cmd_generate(args) -> int:
             f"\n[{args.method}] {s.new_tokens} tokens in {s.wall_s:.2f}s "
             f"({s.tokens_per_s:.2f} tok/s), finish={result.finish_reason}, "
             f"target forwards={s.target_forwards}"
-            + (f", alpha={s.alpha:.2f}" if args.method == "sd" else ""),
+            + (f", alpha={s.alpha:.2f}" if args.method != "ar" else ""),
             file=sys.stderr,
         )
     return 0

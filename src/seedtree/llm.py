@@ -7,7 +7,7 @@ llm = LLM("qwen2.5-coder", dtype="bfloat16")
 
 from __future__ import annotations
 
-from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, load_pair
@@ -63,19 +63,16 @@ class LLM:
         spec: SpecConfig | None = None,
         chat: bool = False,
     ) -> list[GenerationResult]:
-        """One result per prompt, decoded with `method` ("ar" or "sd"), in prompt order."""
+        """One result per prompt, decoded with `method` ("ar", "sd", "mcsd"), in prompt order."""
         params = params or SamplingParams()
         spec = spec or SpecConfig()
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if method not in ("ar", "sd"):
-            raise SeedtreeError(f"unknown method '{method}': choose ar or sd")
+        if method not in ENGINES:
+            raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(ENGINES)}")
         results = []
         for prompt in prompts:
             ids = self.encode(prompt, chat=chat)
-            if method == "ar":
-                result = generate_ar(self.models, ids, params)
-            else:
-                result = generate_sd(self.models, ids, params, spec)
+            result = ENGINES[method](self.models, ids, params, spec)
             result.prompt = prompt
             results.append(result)
         return results

@@ -29,6 +29,40 @@ class KVSequence:
         self.forwards += 1
         return out.logits[0, :, : self.vocab_size].float()  # [keep, V]
 
+    @torch.inference_mode()
+    def forward_tree(
+        self,
+        ids: list[int],
+        positions: list[int],
+        tree_mask: torch.Tensor,  # [T, K] bool over the last K cached-or-fed positions
+    ) -> torch.Tensor:
+        """Feed tree nodes with explicit positions and a tree mask; float logits [T, V]."""
+        from seedtree.decoding.tree import tree_attention_mask
+
+        prefix = self.length + len(ids) - tree_mask.shape[1]
+        additive = self.model.config._attn_implementation == "eager"
+        mask = tree_attention_mask(prefix, tree_mask, self.model.dtype, additive)
+        out = self.model(
+            input_ids=torch.tensor([ids], dtype=torch.long),  # [1, T]
+            position_ids=torch.tensor([positions], dtype=torch.long),  # [1, T]
+            attention_mask=mask,  # [1, 1, T, length + T]
+            cache=self.cache,
+            use_cache=True,
+            logits_to_keep=len(ids),
+        )
+        self.length += len(ids)
+        self.forwards += 1
+        return out.logits[0, :, : self.vocab_size].float()  # [T, V]
+
+    def keep(self, start: int, indices: list[int]) -> None:
+        """Compact the cache: keep the first `start` entries, then only `indices` (absolute
+        positions >= start, ascending) — the accepted path of a token tree."""
+        idx = torch.tensor(list(range(start)) + indices, dtype=torch.long)
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(-2, idx)
+            layer.values = layer.values.index_select(-2, idx)
+        self.length = len(idx)
+
     def crop(self, length: int) -> None:
         """Keep the first `length` cached tokens: KV rollback after a rejection."""
         drop = self.length - length

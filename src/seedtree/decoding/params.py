@@ -46,10 +46,32 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class SpecConfig:
-    """Speculative decoding: the draft q proposes `gamma` tokens per round for the target p."""
+    """Speculative decoding: the draft q proposes `gamma` tokens per round for the target p.
+
+    MCSD drafts a token tree instead: `k_config[d]` candidates below every node of depth d, so
+    gamma = len(k_config). `replacement`: whether MCSD draws a node's candidates with replacement
+    (T > 0; at T=0 the candidates are q's top-k).
+    """
 
     gamma: int = 4
+    k_config: tuple[int, ...] = (2, 1, 1)
+    replacement: bool = False
 
     def __post_init__(self) -> None:
         if self.gamma < 1:
             raise SeedtreeError(f"gamma must be >= 1 (draft tokens per round), got {self.gamma}")
+        if not self.k_config:
+            raise SeedtreeError("k_config is empty: give candidates per draft depth, e.g. 2,1,1")
+        if any(k < 1 for k in self.k_config):
+            raise SeedtreeError(
+                f"k_config entries must be >= 1, got {','.join(map(str, self.k_config))}"
+            )
+
+    @property
+    def tree_nodes(self) -> int:
+        """Draft tokens in one full MCSD token tree."""
+        total, width = 0, 1
+        for k in self.k_config:
+            width *= k
+            total += width
+        return total

@@ -1,0 +1,143 @@
+"""Token trees for multi-candidate speculative decoding (MCSD; Yang et al. 2024, SpecInfer).
+
+A *token tree* is rooted at the pending token (the last committed token, not yet in the target's
+cache). `k_config = (k_1, .., k_gamma)`: every node at depth d-1 gets k_d children, drawn from the
+draft's distribution q at that node. Nodes are stored in level order; node 0 is the root.
+
+Both models score a tree in one forward: every node attends to the cached prefix and to its own
+ancestors (a *tree attention mask*), at position `root position + depth`. The target's logits at a
+node are then exactly those of the root-to-node path run alone.
+
+Verification walks the tree from the root. At T=0: follow the child equal to the target's argmax;
+stop when there is none (emit the argmax: the recovered token) or at a leaf (the bonus token).
+At T>0, multi-candidate speculative sampling keeps the target distribution: try the children in
+order, accept child x with probability min(1, p(x)/q(x)); after a rejection p <- norm(max(0, p-q)),
+and, for candidates drawn without replacement, q <- q with x removed, renormalised.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from seedtree.decoding.sampling import Verdict, sample
+
+
+@dataclass
+class TokenTree:
+    tokens: list[int]  # [N+1] node tokens, level order; tokens[0] is the root (pending token)
+    parents: list[int]  # [N+1] parent index, -1 for the root
+    depths: list[int]  # [N+1] 0 for the root
+    children: list[list[int]] = field(default_factory=list)  # child indices per node
+    q: dict[int, torch.Tensor] = field(default_factory=dict)  # node -> [V] draft probs (T > 0)
+
+    @classmethod
+    def root(cls, token: int) -> TokenTree:
+        return cls(tokens=[token], parents=[-1], depths=[0], children=[[]])
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    @property
+    def n_drafted(self) -> int:
+        return len(self.tokens) - 1
+
+    def add_child(self, parent: int, token: int) -> int:
+        self.tokens.append(token)
+        self.parents.append(parent)
+        self.depths.append(self.depths[parent] + 1)
+        self.children.append([])
+        self.children[parent].append(len(self.tokens) - 1)
+        return len(self.tokens) - 1
+
+    def level(self, depth: int) -> list[int]:
+        return [i for i, d in enumerate(self.depths) if d == depth]
+
+    def path(self, node: int) -> list[int]:
+        """Node indices from the first node below the root down to `node`."""
+        out = []
+        while node > 0:
+            out.append(node)
+            node = self.parents[node]
+        return out[::-1]
+
+    def ancestors_mask(self, nodes: list[int]) -> torch.Tensor:
+        """[len(nodes), N+1] bool: row i marks node i's ancestors and itself (root included)."""
+        mask = torch.zeros(len(nodes), len(self), dtype=torch.bool)
+        for row, node in enumerate(nodes):
+            while node >= 0:
+                mask[row, node] = True
+                node = self.parents[node]
+        return mask
+
+
+def tree_attention_mask(
+    prefix_len: int, tree_mask: torch.Tensor, dtype: torch.dtype, additive: bool
+) -> torch.Tensor:
+    """[1, 1, Q, prefix_len + K] mask: every query sees the whole cached prefix, then `tree_mask`
+    ([Q, K] bool over the tree positions fed so far). Bool (True = attend) for SDPA; additive floats
+    (0 / -inf) for eager attention."""
+    q_len = tree_mask.shape[0]
+    full = torch.cat([torch.ones(q_len, prefix_len, dtype=torch.bool), tree_mask], dim=1)
+    if not additive:
+        return full[None, None]
+    neg = torch.finfo(dtype).min
+    return torch.zeros(full.shape, dtype=dtype).masked_fill(~full, neg)[None, None]
+
+
+def choose_children(
+    logits: torch.Tensor,
+    k: int,
+    greedy: bool,
+    probs: torch.Tensor | None,
+    replacement: bool,
+    gen: torch.Generator,
+) -> list[int]:
+    """k candidate tokens at one node: the top-k of q at T=0, else k draws from q."""
+    if greedy:
+        return logits.topk(k).indices.tolist()
+    assert probs is not None
+    if not replacement:
+        k = min(k, int((probs > 0).sum()))
+    return torch.multinomial(probs, k, replacement=replacement, generator=gen).tolist()
+
+
+def walk_greedy(tree: TokenTree, p_argmax: list[int]) -> tuple[list[int], Verdict]:
+    """p_argmax [N+1]: target argmax after each node. Returns (accepted path, verdict)."""
+    node, path = 0, []
+    while True:
+        target = p_argmax[node]
+        child = next((c for c in tree.children[node] if tree.tokens[c] == target), None)
+        if child is None:
+            return path, Verdict(len(path), target)
+        path.append(child)
+        node = child
+
+
+def walk_sampling(
+    tree: TokenTree, p: torch.Tensor, replacement: bool, gen: torch.Generator
+) -> tuple[list[int], Verdict]:
+    """p [N+1, V]: target probabilities after each node. Multi-candidate speculative sampling."""
+    node, path = 0, []
+    while tree.children[node]:
+        p_node, q_node = p[node].clone(), tree.q[node].clone()
+        accepted = None
+        for child in tree.children[node]:
+            x = tree.tokens[child]
+            r = torch.rand((), generator=gen, dtype=torch.float64)
+            if r * q_node[x] <= p_node[x]:  # accept with probability min(1, p(x)/q(x))
+                accepted = child
+                break
+            residual = (p_node - q_node).clamp_min(0.0)
+            if residual.sum() > 0:
+                p_node = residual / residual.sum()
+            if not replacement:
+                q_node[x] = 0.0
+                if q_node.sum() > 0:
+                    q_node = q_node / q_node.sum()
+        if accepted is None:
+            return path, Verdict(len(path), sample(p_node, gen))
+        path.append(accepted)
+        node = accepted
+    return path, Verdict(len(path), sample(p[node], gen))
