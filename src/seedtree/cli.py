@@ -74,11 +74,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--gamma", type=int, default=4)
     _add_model_args(demo)
 
-    bench = sub.add_parser("bench-decode", help="AR vs SD benchmark on GSM8K sub-question prompts")
+    bench = sub.add_parser("bench-decode", help="AR vs SD vs MCSD on GSM8K sub-question prompts")
     bench.add_argument("--prompts", type=int, default=5)
     bench.add_argument("--max-new-tokens", type=int, default=128)
     bench.add_argument("--gamma", type=int, default=4)
     bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument(
+        "--methods",
+        default="ar sd mcsd:2,1,1 mcsd:3,2,1",
+        help="space-separated: ar, sd, mcsd:K1,K2,.. (default: %(default)s)",
+    )
     _add_model_args(bench)
     bench.add_argument("--out", type=Path, default=None, help="write the JSON report here")
     return parser
@@ -195,9 +200,9 @@ def cmd_demo(args) -> int:
 
 def cmd_bench_decode(args) -> int:
     from seedtree.bench.decode import (
-        MARKDOWN_HEADER,
         DecodeBenchConfig,
-        markdown_row,
+        markdown_tables,
+        parse_method,
         run_decode_bench,
         save_report,
     )
@@ -209,18 +214,16 @@ def cmd_bench_decode(args) -> int:
         repeat=args.repeat,
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
+        methods=tuple(m for m in args.methods.split() if m),
     )
     if cfg.repeat < 1 or cfg.n_prompts < 1:
         raise SeedtreeError("--repeat and --prompts must be >= 1")
-    from seedtree.decoding import SpecConfig
-
-    SpecConfig(gamma=cfg.gamma)
-    llm = _llm(args)
-    report = run_decode_bench(llm, cfg)
+    for name in cfg.methods:  # validate before loading models
+        parse_method(name, cfg.gamma)
+    report = run_decode_bench(_llm(args), cfg)
     if args.out:
         save_report(report, args.out)
-    print(MARKDOWN_HEADER)
-    print(markdown_row(report))
+    print(markdown_tables(report))
     return 0
 
 

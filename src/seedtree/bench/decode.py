@@ -1,8 +1,9 @@
-"""AR vs SD on GSM8K sub-question prompts: tokens/s, alpha, measured c, and the speedup ceiling.
+"""Single-request decoding benchmark on GSM8K sub-question prompts: AR vs SD vs MCSD.
 
-One warm-up pass, then `repeat` passes; in each pass every method decodes every prompt, methods
+One short warm-up, then `repeat` passes; in each pass every method decodes every prompt, methods
 interleaved per prompt so slow drifts of the machine hit all methods alike. Reported numbers are
-medians over passes; speedups are ratios within a pass, then the median.
+medians over passes; speedups are ratios within a pass, then the median. A method is named `ar`,
+`sd` or `mcsd:K1,K2,..` (the MCSD token-tree shape).
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
 from seedtree.decoding.check import block_noise, find_divergence
 from seedtree.decoding.result import GenerationResult
+from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
 from seedtree.tasks import gsm8k
 
@@ -31,6 +33,21 @@ class DecodeBenchConfig:
     repeat: int = 3
     dtype: str = "float32"
     draft_dtype: str = "int8"
+    methods: tuple[str, ...] = ("ar", "sd", "mcsd:2,1,1", "mcsd:3,2,1")
+
+
+def parse_method(name: str, gamma: int) -> tuple[str, SpecConfig]:
+    """'mcsd:2,1,1' -> ("mcsd", SpecConfig(k_config=(2, 1, 1))); 'sd' -> ("sd", gamma)."""
+    method, _, shape = name.partition(":")
+    if method not in ENGINES:
+        raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(ENGINES)}")
+    if method == "mcsd" and shape:
+        try:
+            k_config = tuple(int(k) for k in shape.split(","))
+        except ValueError:
+            raise SeedtreeError(f"bad method '{name}': write mcsd:2,1,1") from None
+        return method, SpecConfig(gamma=gamma, k_config=k_config)
+    return method, SpecConfig(gamma=gamma)
 
 
 def leviathan_speedup(alpha: float, gamma: int, c: float) -> float:
@@ -40,69 +57,97 @@ def leviathan_speedup(alpha: float, gamma: int, c: float) -> float:
     return (1 - alpha ** (gamma + 1)) / ((1 - alpha) * (gamma * c + 1))
 
 
-def expected_tokens_per_round(alpha: float, gamma: int) -> float:
-    return (gamma + 1) if alpha >= 1.0 else (1 - alpha ** (gamma + 1)) / (1 - alpha)
-
-
 def bench_prompts(llm: LLM, n: int) -> list[list[int]]:
     problems = gsm8k.load_problems()[:n]
-    return [llm.encode(gsm8k.subquestion_prompt(p.question), chat=True) for p in problems]
+    chat = bool(getattr(llm.tokenizer, "chat_template", None))
+    return [llm.encode(gsm8k.subquestion_prompt(p.question), chat=chat) for p in problems]
 
 
-def _one_pass(llm, prompts, params, spec) -> dict[str, list[GenerationResult]]:
-    from seedtree.decoding import generate_ar, generate_sd
-
-    out: dict[str, list[GenerationResult]] = {"ar": [], "sd": []}
+def _one_pass(llm, prompts, params, variants) -> dict[str, list[GenerationResult]]:
+    out: dict[str, list[GenerationResult]] = {name: [] for name in variants}
     for ids in prompts:
-        out["ar"].append(generate_ar(llm.models, ids, params))
-        out["sd"].append(generate_sd(llm.models, ids, params, spec))
+        for name, (method, spec) in variants.items():
+            out[name].append(ENGINES[method](llm.models, ids, params, spec))
+    return out
+
+
+def _method_summary(results: list[GenerationResult], ar: list[GenerationResult]) -> dict:
+    tokens = sum(r.stats.new_tokens for r in results)
+    wall = sum(r.stats.wall_s for r in results)
+    rounds = sum(r.stats.rounds for r in results)
+    drafted = sum(r.stats.drafted for r in results)
+    out = {
+        "tokens_per_s": tokens / wall,
+        "wall_s": wall,
+        "tokens": tokens,
+        "identical_to_ar": all(
+            a.token_ids == r.token_ids for a, r in zip(ar, results, strict=True)
+        ),
+    }
+    if rounds:
+        draft_steps = sum(r.stats.draft_forwards - 1 for r in results)  # minus the prefill
+        out |= {
+            "alpha": sum(r.stats.accepted for r in results) / drafted if drafted else 0.0,
+            "accepted_per_round": sum(r.stats.accepted for r in results) / rounds,
+            "tokens_per_round": tokens / rounds,
+            "drafted_per_round": drafted / rounds,
+            "t_draft_step_s": sum(r.stats.draft_s for r in results) / max(draft_steps, 1),
+            "t_verify_s": sum(r.stats.verify_s for r in results) / rounds,
+        }
     return out
 
 
 def summarize_pass(results: dict[str, list[GenerationResult]], gamma: int) -> dict:
-    ar, sd = results["ar"], results["sd"]
-    ar_tokens = sum(r.stats.new_tokens for r in ar)
-    sd_tokens = sum(r.stats.new_tokens for r in sd)
-    ar_wall = sum(r.stats.wall_s for r in ar)
-    sd_wall = sum(r.stats.wall_s for r in sd)
+    ar = results["ar"]
     t_target = sum(r.stats.verify_s for r in ar) / sum(r.stats.target_forwards - 1 for r in ar)
-    t_draft = sum(r.stats.draft_s for r in sd) / sum(r.stats.draft_forwards - 1 for r in sd)
-    t_verify = sum(r.stats.verify_s for r in sd) / sum(r.stats.rounds for r in sd)
-    drafted = sum(r.stats.drafted for r in sd)
-    alpha = sum(r.stats.accepted for r in sd) / drafted if drafted else 0.0
-    c = t_draft / t_target
-    return {
-        "ar_tokens_per_s": ar_tokens / ar_wall,
-        "sd_tokens_per_s": sd_tokens / sd_wall,
-        "speedup": (sd_tokens / sd_wall) / (ar_tokens / ar_wall),
-        "alpha": alpha,
-        "tokens_per_round": sum(r.stats.new_tokens for r in sd) / sum(r.stats.rounds for r in sd),
-        "t_target_step_s": t_target,
-        "t_draft_step_s": t_draft,
-        "t_verify_s": t_verify,
-        "c": c,
-        "verify_over_step": t_verify / t_target,
-        "leviathan_ceiling": leviathan_speedup(alpha, gamma, c),
-        "identical": all(a.token_ids == s.token_ids for a, s in zip(ar, sd, strict=True)),
-        "ar_wall_s": ar_wall,
-        "sd_wall_s": sd_wall,
-        "tokens": ar_tokens,
-    }
+    summary = {"t_target_step_s": t_target}
+    ar_tokens_per_s = _method_summary(ar, ar)["tokens_per_s"]
+    for name, res in results.items():
+        m = _method_summary(res, ar)
+        m["speedup_vs_ar"] = m["tokens_per_s"] / ar_tokens_per_s
+        if "t_draft_step_s" in m:
+            m["c"] = m["t_draft_step_s"] / t_target
+            m["verify_over_step"] = m["t_verify_s"] / t_target
+        if name == "sd":
+            m["leviathan_ceiling"] = leviathan_speedup(m["alpha"], gamma, m["c"])
+        summary[name] = m
+    if "sd" in summary:
+        for name in results:
+            summary[name]["speedup_vs_sd"] = (
+                summary[name]["tokens_per_s"] / summary["sd"]["tokens_per_s"]
+            )
+    return summary
+
+
+def _median_summary(passes: list[dict]) -> tuple[dict, dict]:
+    median, span = {"t_target_step_s": statistics.median(p["t_target_step_s"] for p in passes)}, {}
+    for name, first in passes[0].items():
+        if not isinstance(first, dict):
+            continue
+        median[name], span[name] = {}, {}
+        for key, value in first.items():
+            values = [p[name][key] for p in passes]
+            if isinstance(value, bool):
+                median[name][key] = all(values)
+            else:
+                median[name][key] = statistics.median(values)
+                span[name][key] = (min(values), max(values))
+    return median, span
 
 
 def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) -> dict:
+    if "ar" not in cfg.methods:
+        raise SeedtreeError("the decode benchmark needs 'ar' among the methods (the baseline)")
+    variants = {name: parse_method(name, cfg.gamma) for name in cfg.methods}
     params = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
-    spec = SpecConfig(gamma=cfg.gamma)
     prompts = bench_prompts(llm, cfg.n_prompts)
     # warm-up: one short request per method (allocator, thread pool, first-call overheads)
-    _one_pass(llm, prompts[:1], SamplingParams(max_new_tokens=16), spec)
+    _one_pass(llm, prompts[:1], SamplingParams(max_new_tokens=16), variants)
     passes = []
     for _ in tqdm(range(cfg.repeat), desc=f"bench {cfg.dtype}", disable=not progress):
-        results = _one_pass(llm, prompts, params, spec)
+        results = _one_pass(llm, prompts, params, variants)
         passes.append(summarize_pass(results, cfg.gamma))
-    numeric = [k for k, v in passes[0].items() if isinstance(v, float)]
-    median = {k: statistics.median(p[k] for p in passes) for k in numeric}
-    span = {k: (min(p[k] for p in passes), max(p[k] for p in passes)) for k in numeric}
+    median, span = _median_summary(passes)
     return {
         "config": cfg.__dict__,
         "pair": llm.models.name,
@@ -113,18 +158,21 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
         },
         "median": median,
         "min_max": span,
-        "identical_all_passes": all(p["identical"] for p in passes),
-        "agreement": agreement(llm, prompts, results),
+        "agreement": {
+            name: agreement(llm, prompts, results["ar"], results[name])
+            for name in results
+            if name != "ar"
+        },
         "passes": passes,
     }
 
 
-def agreement(llm: LLM, prompts, results) -> list[dict]:
-    """Per prompt (last pass): does SD equal AR? At a divergence, AR's top-2 logit gap next to
-    the dtype's measured noise (one-at-a-time vs block scoring of the same tokens)."""
+def agreement(llm: LLM, prompts, ar_results, other_results) -> list[dict]:
+    """Per prompt (last pass): does the method equal AR? At a divergence, AR's top-2 logit gap
+    next to the dtype's measured noise (one-at-a-time vs block scoring of the same tokens)."""
     rows = []
-    for ids, ar, sd in zip(prompts, results["ar"], results["sd"], strict=True):
-        div = find_divergence(llm.models, ids, ar.token_ids, sd.token_ids)
+    for ids, ar, other in zip(prompts, ar_results, other_results, strict=True):
+        div = find_divergence(llm.models, ids, ar.token_ids, other.token_ids)
         row = {"tokens": len(ar.token_ids), "identical": div is None}
         if div is not None:
             window = ids + ar.token_ids[: div.position + 1]
@@ -137,22 +185,47 @@ def agreement(llm: LLM, prompts, results) -> list[dict]:
     return rows
 
 
-def markdown_row(report: dict) -> str:
+def markdown_tables(report: dict) -> str:
     m, cfg = report["median"], report["config"]
-    return (
-        f"| {cfg['dtype']} | {m['ar_tokens_per_s']:.2f} | {m['sd_tokens_per_s']:.2f} | "
-        f"**{m['speedup']:.2f}x** | {m['alpha']:.3f} | {m['tokens_per_round']:.2f} | "
-        f"{m['t_target_step_s'] * 1000:.0f} | {m['t_draft_step_s'] * 1000:.0f} | {m['c']:.2f} | "
-        f"{m['t_verify_s'] * 1000:.0f} ({m['verify_over_step']:.2f}x) | "
-        f"{m['leviathan_ceiling']:.2f}x | {'yes' if report['identical_all_passes'] else 'NO'} |"
-    )
-
-
-MARKDOWN_HEADER = (
-    "| dtype | AR tok/s | SD tok/s | SD speedup | alpha | tokens/round | target step ms | "
-    "draft step ms | c | verify ms (x step) | Leviathan ceiling | SD == AR |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
-)
+    lines = [
+        f"dtype {cfg['dtype']} (draft {cfg['draft_dtype']}), {cfg['n_prompts']} prompts x "
+        f"{cfg['max_new_tokens']} new tokens, T=0, gamma={cfg['gamma']}, {cfg['repeat']} passes; "
+        f"target step {m['t_target_step_s'] * 1000:.0f} ms",
+        "",
+        "| method | tok/s | speedup vs AR | vs SD | accepted/round | drafted/round | alpha | "
+        "draft step ms | c | verify ms (x step) | == AR |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in cfg["methods"]:
+        r = m[name]
+        spec = "t_draft_step_s" in r
+        lines.append(
+            f"| {name} | {r['tokens_per_s']:.2f} | **{r['speedup_vs_ar']:.2f}x** | "
+            f"{r.get('speedup_vs_sd', float('nan')):.2f}x | "
+            + (
+                f"{r['accepted_per_round']:.2f} | {r['drafted_per_round']:.1f} | "
+                f"{r['alpha']:.3f} | {r['t_draft_step_s'] * 1000:.0f} | {r['c']:.3f} | "
+                f"{r['t_verify_s'] * 1000:.0f} ({r['verify_over_step']:.2f}x) | "
+                if spec
+                else "- | - | - | - | - | - | "
+            )
+            + f"{'yes' if r['identical_to_ar'] else 'NO'} |"
+        )
+    if "sd" in m:
+        lines += [
+            "",
+            f"Leviathan ceiling for SD at the measured alpha, gamma, c: "
+            f"{m['sd']['leviathan_ceiling']:.2f}x",
+        ]
+    for name, rows in report["agreement"].items():
+        for i, row in enumerate(rows):
+            if not row["identical"]:
+                lines.append(
+                    f"- {name}, prompt {i}: first divergence at token {row['first_divergence']}, "
+                    f"AR top-2 logit gap {row['top2_gap']:.3g}, block-vs-single noise "
+                    f"{row['block_noise']:.3g}"
+                )
+    return "\n".join(lines)
 
 
 def save_report(report: dict, out: Path) -> None:
