@@ -137,3 +137,91 @@ def test_mcsd_json_equals_ar(capsys, folders):
     _, out, _ = run(capsys, *base, "--method", "ar")
     code, out2, _ = run(capsys, *base, "--method", "mcsd", "--k-config", "2,2,1")
     assert code == 0 and json.loads(out)["token_ids"] == json.loads(out2)["token_ids"]
+
+
+def test_many_requests_jsonl_trace_and_gantt(capsys, folders, tmp_path):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("first prompt\n\nsecond one\nthird\n")
+    base = [
+        "generate",
+        "--prompts-file",
+        str(prompts),
+        "--max-new-tokens",
+        "12",
+        "--json",
+        "--draft",
+        str(folders / "draft"),
+        "--target",
+        str(folders / "target"),
+    ]
+    code, out, _ = run(capsys, *base, "--method", "ar")
+    assert code == 0
+    ar = [json.loads(line) for line in out.splitlines()]
+    assert [r["index"] for r in ar] == [0, 1, 2] and ar[1]["prompt"] == "second one"
+    trace, gantt = tmp_path / "trace.json", tmp_path / "gantt.png"
+    code, out, err = run(
+        capsys, *base, "--method", "seed-batched", "--trace", str(trace), "--gantt", str(gantt)
+    )
+    assert code == 0 and "target busy" in err
+    seed = [json.loads(line) for line in out.splitlines()]
+    assert [r["token_ids"] for r in seed] == [r["token_ids"] for r in ar]
+    data = json.loads(trace.read_text())
+    assert data["method"] == "seed-batched"
+    assert {i["kind"] for i in data["intervals"]} >= {"prefill", "draft", "verify"}
+    assert gantt.stat().st_size > 1000
+
+
+def test_n_samples_of_one_prompt(capsys, folders):
+    code, out, _ = run(
+        capsys,
+        "generate",
+        "--method",
+        "seed",
+        "--n",
+        "3",
+        "--prompt",
+        "abc",
+        "--temperature",
+        "1",
+        "--seed",
+        "4",
+        "--max-new-tokens",
+        "8",
+        "--json",
+        "--draft",
+        str(folders / "draft"),
+        "--target",
+        str(folders / "target"),
+    )
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and len(rows) == 3 and all(r["prompt"] == "abc" for r in rows)
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--prompt", "x", "--n", "0"], "--n must be >= 1"),
+        (["--prompts-file", "/no/such/file.txt"], "does not exist"),
+        (["--prompt", "x", "--method", "fast"], None),  # argparse: invalid choice
+    ],
+)
+def test_bad_many_input_is_one_line(capsys, args, needle):
+    if needle is None:
+        with pytest.raises(SystemExit) as exc:
+            main(["generate", *args])
+        assert exc.value.code == 2
+        assert "invalid choice: 'fast'" in capsys.readouterr().err
+        return
+    code, _, err = run(capsys, "generate", *args)
+    assert_one_line_error(code, err, needle)
+
+
+def test_empty_prompts_file(capsys, tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    code, _, err = run(capsys, "generate", "--prompts-file", str(empty))
+    assert_one_line_error(code, err, "has no prompts")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "ok"}\n{"text": "no prompt key"}\n')
+    code, _, err = run(capsys, "generate", "--prompts-file", str(bad))
+    assert_one_line_error(code, err, "bad.jsonl:2 is not a JSON object with a 'prompt' field")

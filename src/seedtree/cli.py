@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from seedtree.errors import SeedtreeError
@@ -49,15 +50,53 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+MANY_METHODS_CLI = ("ar", "sd", "mcsd", "batched-ar", "seed", "mcsd-seed", "seed-batched")
+
+
+def read_prompts(path: Path) -> list[str]:
+    """Prompts from a text file (one per line) or a .jsonl file ({"prompt": ...} per line)."""
+    if not path.is_file():
+        raise SeedtreeError(f"prompts file {path} does not exist: pass an existing file")
+    prompts = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        if path.suffix == ".jsonl":
+            try:
+                prompts.append(str(json.loads(line)["prompt"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise SeedtreeError(
+                    f"{path}:{number} is not a JSON object with a 'prompt' field: fix that line"
+                ) from None
+        else:
+            prompts.append(line)
+    if not prompts:
+        raise SeedtreeError(f"prompts file {path} has no prompts: write one prompt per line")
+    return prompts
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="seedtree", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    gen = sub.add_parser("generate", help="decode one prompt with ar or sd")
-    gen.add_argument("--method", default="sd", choices=["ar", "sd", "mcsd"])
-    gen.add_argument("--prompt", required=True)
+    gen = sub.add_parser("generate", help="decode prompts with any method")
+    gen.add_argument("--method", default="sd", choices=list(MANY_METHODS_CLI))
+    source = gen.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompt")
+    source.add_argument(
+        "--prompts-file",
+        type=Path,
+        help="one prompt per line, or .jsonl with a 'prompt' field per line",
+    )
+    gen.add_argument("--n", type=int, default=1, help="samples per prompt (seeds seed, seed+1..)")
     gen.add_argument("--chat", action="store_true", help="apply the model's chat template")
-    gen.add_argument("--json", action="store_true", help="print one JSON object")
+    gen.add_argument(
+        "--json",
+        action="store_true",
+        help="print JSON: one object, or one line per request for many requests",
+    )
+    gen.add_argument("--trace", type=Path, help="save the timeline trace (JSON) here")
+    gen.add_argument("--gantt", type=Path, help="draw the timeline as a Gantt chart PNG here")
     _add_model_args(gen)
     _add_sampling_args(gen)
 
@@ -127,19 +166,46 @@ def _llm(args, progress: bool = True):
 
 
 def cmd_generate(args) -> int:
+    from seedtree.scheduling import save_gantt
 
-    if not args.prompt.strip():
+    prompts = read_prompts(args.prompts_file) if args.prompts_file else [args.prompt]
+    if any(not p.strip() for p in prompts):
         raise SeedtreeError("prompt is empty: pass some text with --prompt")
+    if args.n < 1:
+        raise SeedtreeError(f"--n must be >= 1 (samples per prompt), got {args.n}")
     params, spec = _sampling(args)  # validate before loading models
+    params = replace(params, n=args.n)
+    many = len(prompts) > 1 or args.n > 1 or args.trace or args.gantt
+    many = many or args.method not in ("ar", "sd", "mcsd")
     llm = _llm(args, progress=not args.json)
-    [result] = llm.generate([args.prompt], params, method=args.method, spec=spec, chat=args.chat)
-    if args.json:
-        out = result.to_dict()
-        del out["prompt"]
-        print(json.dumps(out))
-    else:
-        print(result.text)
-        s = result.stats
+    results = _generate(llm, prompts, params, args.method, spec, args.chat, force_many=many)
+    for i, result in enumerate(results):
+        if args.json:
+            out = result.to_dict()
+            if many:
+                out["index"] = i
+            else:
+                del out["prompt"]
+            print(json.dumps(out))
+        else:
+            if many:
+                print(f"--- request {i}")
+            print(result.text)
+    run = llm.last_run
+    if run is not None:
+        if args.trace:
+            run.trace.save(args.trace)
+        if args.gantt:
+            save_gantt(run.trace, args.gantt)
+        s = run.stats
+        print(
+            f"\n[{args.method}] {len(results)} requests, {s.new_tokens} tokens in {s.wall_s:.2f}s "
+            f"({s.tokens_per_s:.2f} tok/s), target busy {s.target_busy_fraction:.0%}, "
+            f"mean queue wait {s.mean_queue_wait_s * 1000:.0f} ms, errors {s.errors}",
+            file=sys.stderr,
+        )
+    elif not args.json:
+        s, result = results[0].stats, results[0]
         print(
             f"\n[{args.method}] {s.new_tokens} tokens in {s.wall_s:.2f}s "
             f"({s.tokens_per_s:.2f} tok/s), finish={result.finish_reason}, "
@@ -148,6 +214,12 @@ def cmd_generate(args) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _generate(llm, prompts, params, method, spec, chat, force_many):
+    if force_many:
+        return llm.generate_many(prompts, params, method=method, spec=spec, chat=chat).results
+    return llm.generate(prompts, params, method=method, spec=spec, chat=chat)
 
 
 def cmd_models(args) -> int:

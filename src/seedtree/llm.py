@@ -25,6 +25,7 @@ class LLM:
         models: ModelPair | None = None,
         progress: bool = True,
     ) -> None:
+        self.last_run = None  # the ManyResult of the last many-request generate()
         self.models = models or load_pair(
             pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress
         )
@@ -63,12 +64,23 @@ class LLM:
         spec: SpecConfig | None = None,
         chat: bool = False,
     ) -> list[GenerationResult]:
-        """One result per prompt, decoded with `method` ("ar", "sd", "mcsd"), in prompt order."""
+        """`params.n` results per prompt, in prompt order. Single-request methods ("ar", "sd",
+        "mcsd") with n = 1 decode prompt by prompt; any many-request method ("batched-ar",
+        "seed", "mcsd-seed", "seed-batched") or n > 1 goes through `generate_many`, whose trace
+        and stats are kept in `self.last_run`."""
+        from seedtree.scheduling import MANY_METHODS
+
         params = params or SamplingParams()
         spec = spec or SpecConfig()
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if method not in ENGINES:
-            raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(ENGINES)}")
+        if not prompts:
+            raise SeedtreeError("no prompts: pass at least one prompt")
+        if method not in MANY_METHODS:
+            raise SeedtreeError(
+                f"unknown method '{method}': choose one of {', '.join(MANY_METHODS)}"
+            )
+        if method not in ENGINES or params.n > 1:
+            return self.generate_many(prompts, params, method=method, spec=spec, chat=chat).results
         results = []
         for prompt in prompts:
             ids = self.encode(prompt, chat=chat)
@@ -76,3 +88,26 @@ class LLM:
             result.prompt = prompt
             results.append(result)
         return results
+
+    def generate_many(
+        self,
+        prompts: list[str],
+        params: SamplingParams | None = None,
+        *,
+        method: str = "seed-batched",
+        spec: SpecConfig | None = None,
+        chat: bool = False,
+        cancelled: set[int] | None = None,
+    ):
+        """All prompts (x params.n samples) as one many-request run; returns the `ManyResult`
+        (results in prompt order, the timeline trace, run stats), also kept in `last_run`."""
+        from seedtree.scheduling import expand_requests, generate_many
+
+        params = params or SamplingParams()
+        ids = [self.encode(p, chat=chat) for p in prompts]
+        self.last_run = generate_many(
+            self.models, expand_requests(ids, params), method, spec, cancelled=cancelled
+        )
+        for i, result in enumerate(self.last_run.results):
+            result.prompt = prompts[i // params.n]
+        return self.last_run

@@ -63,6 +63,20 @@ class KVSequence:
             layer.values = layer.values.index_select(-2, idx)
         self.length = len(idx)
 
+    def copy_from(self, other: KVSequence) -> None:
+        """Shared-prompt reuse: take a copy of another sequence's cache (same model)."""
+        self.cache = DynamicCache(config=self.model.config)
+        for i, layer in enumerate(other.cache.layers):
+            if layer.is_initialized:
+                self.cache.update(layer.keys.clone(), layer.values.clone(), i)
+        self.length = other.length
+
+    def append_kv(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> None:
+        """Append per-layer [1, H, n, D] entries computed elsewhere (a batched forward)."""
+        for i, (k, v) in enumerate(zip(keys, values, strict=True)):
+            self.cache.update(k, v, i)
+        self.length += keys[0].shape[-2]
+
     def crop(self, length: int) -> None:
         """Keep the first `length` cached tokens: KV rollback after a rejection."""
         drop = self.length - length

@@ -38,9 +38,10 @@ class DecodeStats:
 class GenerationResult:
     token_ids: list[int]  # generated ids (the prompt excluded)
     text: str
-    finish_reason: str  # "stop" (eos or stop string) or "length"
+    finish_reason: str  # "stop" (eos or stop string), "length", "cancelled" or "error"
     stats: DecodeStats = field(default_factory=DecodeStats)
     prompt: str | None = None
+    error: str | None = None  # set when this request failed (its branch only)
 
     def to_dict(self) -> dict:
         return {
@@ -49,4 +50,4 @@ class GenerationResult:
             "token_ids": self.token_ids,
             "finish_reason": self.finish_reason,
             "stats": self.stats.to_dict(),
-        }
+        } | ({"error": self.error} if self.error else {})

@@ -1,0 +1,125 @@
+"""Many requests on tiny float64 models: every method equals serial AR at T=0, request by request;
+T>0 results depend on seeds only, never on scheduling; branch distributions match the target."""
+
+import random
+
+import pytest
+import torch
+from conftest import encode
+from test_engines import chi2_pvalue, target_marginals
+
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
+from seedtree.decoding.check import find_divergence
+from seedtree.errors import SeedtreeError
+from seedtree.models.tiny import CHARS
+from seedtree.scheduling import MANY_METHODS, Request, expand_requests, generate_many
+
+
+def prompts_for(pair, n, seed):
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice(CHARS) for _ in range(rng.randint(2, 25))) for _ in range(n)]
+    return [encode(pair, t) for t in texts]
+
+
+@pytest.mark.parametrize("n", [1, 3, 5])
+@pytest.mark.parametrize("method", MANY_METHODS)
+def test_every_method_equals_serial_ar(pair, method, n):
+    prompts = prompts_for(pair, n, seed=n)
+    params = [SamplingParams(max_new_tokens=24 + 3 * i, ignore_eos=i % 2 == 0) for i in range(n)]
+    requests = [Request(ids, sp) for ids, sp in zip(prompts, params, strict=True)]
+    expected = [generate_ar(pair, r.prompt_ids, r.params) for r in requests]
+    run = generate_many(pair, requests, method, SpecConfig(gamma=3, k_config=(2, 1, 1)))
+    assert len(run.results) == n
+    for r, ar, req in zip(run.results, expected, requests, strict=True):
+        div = find_divergence(pair, req.prompt_ids, ar.token_ids, r.token_ids)
+        assert div is None, (method, div)
+        assert r.finish_reason == ar.finish_reason and r.text == ar.text
+    assert run.stats.new_tokens == sum(len(ar.token_ids) for ar in expected)
+    assert run.trace.intervals
+
+
+def test_same_prompt_n_samples_share_the_prefill(pair):
+    ids = encode(pair, "one state, many thoughts")
+    requests = expand_requests(
+        [ids], SamplingParams(max_new_tokens=20, n=3, seed=5, temperature=1.0)
+    )
+    assert [r.params.seed for r in requests] == [5, 6, 7]
+    run = generate_many(pair, requests, "seed-batched")
+    # prefill computed once: only the first branch's prefill did target/draft forwards
+    assert run.results[0].stats.prefill_s > 0
+    assert all(r.stats.prefill_s == 0 for r in run.results[1:])
+    serial = generate_many(pair, requests, "sd")
+    assert [r.token_ids for r in run.results] == [r.token_ids for r in serial.results]
+
+
+@pytest.mark.parametrize("method", ["seed", "mcsd-seed", "seed-batched"])
+def test_sampling_depends_on_seeds_not_scheduling(pair, method):
+    prompts = prompts_for(pair, 3, seed=11)
+    requests = [
+        Request(
+            ids, SamplingParams(temperature=0.9, max_new_tokens=30, seed=100 + i, ignore_eos=True)
+        )
+        for i, ids in enumerate(prompts)
+    ]
+    first = generate_many(pair, requests, method)
+    second = generate_many(pair, requests, method)
+    assert [r.token_ids for r in first.results] == [r.token_ids for r in second.results]
+    # the same branch state with the same seed gives the same tokens when run alone
+    alone = generate_many(pair, requests[1:2], method)
+    assert alone.results[0].token_ids == first.results[1].token_ids
+
+
+@pytest.mark.parametrize("method", ["seed", "seed-batched"])
+def test_branch_distribution_matches_target(pair, method):
+    ids = encode(pair, "what is 7*6?")
+    p1, p2 = target_marginals(pair, ids)
+    c1, c2 = torch.zeros(pair.vocab_size), torch.zeros(pair.vocab_size)
+    runs, n = 500, 0
+    for i in range(runs):
+        params = SamplingParams(temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=3 * i, n=3)
+        run = generate_many(pair, expand_requests([ids], params), method, SpecConfig(gamma=2))
+        for r in run.results:
+            c1[r.token_ids[0]] += 1
+            c2[r.token_ids[1]] += 1
+            n += 1
+    assert chi2_pvalue(c1, p1, n) > 0.001
+    assert chi2_pvalue(c2, p2, n) > 0.001
+
+
+def test_cancelled_branch_reports_cancelled(pair):
+    prompts = prompts_for(pair, 3, seed=2)
+    requests = [Request(ids, SamplingParams(max_new_tokens=40, ignore_eos=True)) for ids in prompts]
+    run = generate_many(pair, requests, "seed", cancelled={1})
+    assert run.results[1].finish_reason == "cancelled" and not run.results[1].token_ids
+    assert [r.finish_reason for r in (run.results[0], run.results[2])] == ["length", "length"]
+
+
+def test_failing_branch_is_isolated(pair, monkeypatch):
+    from seedtree.decoding import branch as branch_mod
+
+    original = branch_mod.Branch.draft
+
+    def flaky(self):
+        if self.index == 0 and self.stats.rounds == 2:
+            raise RuntimeError("simulated drafter crash")
+        return original(self)
+
+    monkeypatch.setattr(branch_mod.Branch, "draft", flaky)
+    prompts = prompts_for(pair, 3, seed=4)
+    requests = [Request(ids, SamplingParams(max_new_tokens=30, ignore_eos=True)) for ids in prompts]
+    for method in ("seed", "seed-batched"):
+        run = generate_many(pair, requests, method)
+        assert run.results[0].finish_reason == "error"
+        assert "simulated drafter crash" in run.results[0].error
+        assert run.stats.errors == 1
+        for r, req in zip(run.results[1:], requests[1:], strict=True):
+            assert r.token_ids == generate_ar(pair, req.prompt_ids, req.params).token_ids
+
+
+def test_bad_many_input(pair):
+    with pytest.raises(SeedtreeError, match="unknown method 'fast'"):
+        generate_many(pair, [Request([5, 6], SamplingParams())], "fast")
+    with pytest.raises(SeedtreeError, match="no requests"):
+        generate_many(pair, [], "seed")
+    with pytest.raises(SeedtreeError, match="n must be >= 1"):
+        SamplingParams(n=0)
