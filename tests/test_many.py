@@ -74,7 +74,7 @@ def test_branch_distribution_matches_target(pair, method):
     ids = encode(pair, "what is 7*6?")
     p1, p2 = target_marginals(pair, ids)
     c1, c2 = torch.zeros(pair.vocab_size), torch.zeros(pair.vocab_size)
-    runs, n = 500, 0
+    runs, n = 350, 0
     for i in range(runs):
         params = SamplingParams(temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=3 * i, n=3)
         run = generate_many(pair, expand_requests([ids], params), method, SpecConfig(gamma=2))

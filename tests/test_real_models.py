@@ -11,9 +11,10 @@ import sys
 
 import pytest
 
-from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd, generate_sd
 from seedtree.decoding.check import find_divergence
 from seedtree.llm import LLM
+from seedtree.scheduling import MANY_METHODS, Request, generate_many
 from seedtree.tasks import gsm8k
 
 pytestmark = pytest.mark.real_model
@@ -84,3 +85,28 @@ def test_cli_json_ar_and_sd_agree_on_default_pair():
     stats = sd["stats"]
     assert stats["accepted"] <= stats["drafted"]
     assert stats["target_forwards"] <= len(sd["token_ids"]) // 2 + 1
+
+
+def test_mcsd_equals_ar_on_gsm8k_subquestions(llm):
+    params = SamplingParams(max_new_tokens=64)
+    for i, ids in enumerate(gsm8k_prompts(llm)):
+        ar = generate_ar(llm.models, ids, params)
+        mc = generate_mcsd(llm.models, ids, params, SpecConfig(k_config=(2, 1, 1)))
+        print(f"prompt {i}: mcsd accepted/round {mc.stats.accepted / mc.stats.rounds:.2f}")
+        assert_lossless(llm, ids, ar, mc, f"mcsd prompt {i}")
+
+
+def test_every_many_request_method_equals_serial_ar(llm):
+    """N=3 evaluations of 3 different GSM8K prompts, every method, T=0."""
+    params = SamplingParams(max_new_tokens=48)
+    prompts = gsm8k_prompts(llm)
+    requests = [Request(ids, params) for ids in prompts]
+    expected = [generate_ar(llm.models, ids, params) for ids in prompts]
+    for method in MANY_METHODS:
+        run = generate_many(llm.models, requests, method, SpecConfig(gamma=4, k_config=(2, 1, 1)))
+        print(
+            f"{method}: {run.stats.wall_s:.1f}s, target busy {run.stats.target_busy_fraction:.0%}"
+        )
+        for i, (ids, ar, got) in enumerate(zip(prompts, expected, run.results, strict=True)):
+            assert got.error is None
+            assert_lossless(llm, ids, ar, got, f"{method} request {i}")

@@ -125,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_args(bench)
     bench.add_argument("--out", type=Path, default=None, help="write the JSON report here")
+
+    many = sub.add_parser("bench-many", help="every many-request method on N GSM8K requests")
+    many.add_argument("--n", type=int, default=3)
+    many.add_argument("--max-new-tokens", type=int, default=128)
+    many.add_argument("--gamma", type=int, default=4)
+    many.add_argument("--k-config", default="2,1,1")
+    many.add_argument("--repeat", type=int, default=3)
+    many.add_argument("--methods", default=" ".join(MANY_METHODS_CLI))
+    many.add_argument("--workloads", default="same different")
+    many.add_argument("--out", type=Path, default=Path("bench"))
+    _add_model_args(many)
     return parser
 
 
@@ -299,11 +310,38 @@ def cmd_bench_decode(args) -> int:
     return 0
 
 
+def cmd_bench_many(args) -> int:
+    from seedtree.bench.many import ManyBenchConfig, markdown_tables, run_many_bench, save_report
+
+    methods = tuple(m for m in args.methods.split() if m)
+    unknown = [m for m in methods if m not in MANY_METHODS_CLI]
+    if unknown or "ar" not in methods:
+        raise SeedtreeError(f"--methods must include ar and only {', '.join(MANY_METHODS_CLI)}")
+    if args.n < 1 or args.repeat < 1:
+        raise SeedtreeError("--n and --repeat must be >= 1")
+    cfg = ManyBenchConfig(
+        n=args.n,
+        max_new_tokens=args.max_new_tokens,
+        gamma=args.gamma,
+        k_config=parse_k_config(args.k_config),
+        repeat=args.repeat,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+        methods=methods,
+        workloads=tuple(args.workloads.split()),
+    )
+    report = run_many_bench(_llm(args), cfg, out=args.out)
+    save_report(report, args.out / f"many_{args.dtype}.json")
+    print(markdown_tables(report))
+    return 0
+
+
 COMMANDS = {
     "generate": cmd_generate,
     "models": cmd_models,
     "demo": cmd_demo,
     "bench-decode": cmd_bench_decode,
+    "bench-many": cmd_bench_many,
 }
 
 

@@ -124,7 +124,8 @@ def save_gantt(trace: Trace, path: Path, title: str | None = None) -> None:
     ax.legend(
         handles,
         ["prefill", "draft (q)", "verify (p)", "queue wait"],
-        loc="upper right",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 - 0.5 / len(branches)),
         fontsize=8,
         ncol=4,
     )

@@ -1,0 +1,135 @@
+"""Many-request benchmark: every `generate_many` method on N GSM8K requests, side by side.
+
+Two workloads, as in a reasoning-tree level: `same` = N samples of one prompt (thought
+generation; at T=0 the N outputs coincide, which is still N requests of work), `different` = N
+different prompts (state evaluation). One short warm-up, then `repeat` passes; each pass runs
+every method on the workload, methods in a fixed order. Medians over passes; speedups are ratios
+within a pass, then the median. The last pass's trace of every method is saved (JSON + Gantt PNG).
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.llm import LLM
+from seedtree.scheduling import MANY_METHODS, Request, generate_many, save_gantt
+from seedtree.tasks import gsm8k
+
+
+@dataclass(frozen=True)
+class ManyBenchConfig:
+    n: int = 3
+    max_new_tokens: int = 128
+    gamma: int = 4
+    k_config: tuple[int, ...] = (2, 1, 1)
+    repeat: int = 3
+    dtype: str = "bfloat16"
+    draft_dtype: str = "int8"
+    methods: tuple[str, ...] = MANY_METHODS
+    workloads: tuple[str, ...] = ("same", "different")
+
+
+def workload_requests(llm: LLM, kind: str, n: int, max_new_tokens: int) -> list[Request]:
+    problems = gsm8k.load_problems()
+    chosen = [problems[0]] * n if kind == "same" else problems[:n]
+    params = SamplingParams(max_new_tokens=max_new_tokens)
+    return [
+        Request(llm.encode(gsm8k.subquestion_prompt(p.question), chat=True), params) for p in chosen
+    ]
+
+
+def _pass(llm, requests, cfg, spec) -> dict:
+    return {m: generate_many(llm.models, requests, m, spec) for m in cfg.methods}
+
+
+def run_many_bench(
+    llm: LLM, cfg: ManyBenchConfig, out: Path | None = None, progress: bool = True
+) -> dict:
+    spec = SpecConfig(gamma=cfg.gamma, k_config=cfg.k_config)
+    report = {
+        "config": cfg.__dict__,
+        "pair": llm.models.name,
+        "torch_threads": torch.get_num_threads(),
+        "workloads": {},
+    }
+    for kind in cfg.workloads:
+        requests = workload_requests(llm, kind, cfg.n, cfg.max_new_tokens)
+        warm = [Request(r.prompt_ids, SamplingParams(max_new_tokens=8)) for r in requests]
+        _pass(llm, warm, cfg, spec)
+        passes = []
+        for _ in tqdm(range(cfg.repeat), desc=f"many {kind} {cfg.dtype}", disable=not progress):
+            runs = _pass(llm, requests, cfg, spec)
+            ar = runs["ar"].results
+            row = {}
+            for m, run in runs.items():
+                row[m] = {
+                    "wall_s": run.stats.wall_s,
+                    "tokens": run.stats.new_tokens,
+                    "tokens_per_s": run.stats.tokens_per_s,
+                    "target_busy_fraction": run.stats.target_busy_fraction,
+                    "mean_queue_wait_s": run.stats.mean_queue_wait_s,
+                    "alpha": statistics.mean(run.stats.alpha) if run.stats.alpha else 0.0,
+                    "peak_rss_mb": run.stats.peak_rss_mb,
+                    "overlaps": len(run.trace.overlaps()),
+                    "identical_to_ar": [r.token_ids for r in run.results]
+                    == [r.token_ids for r in ar],
+                }
+            for m in runs:
+                row[m]["speedup_vs_ar"] = row["ar"]["wall_s"] / row[m]["wall_s"]
+                if "batched-ar" in row:
+                    row[m]["speedup_vs_batched_ar"] = row["batched-ar"]["wall_s"] / row[m]["wall_s"]
+            passes.append(row)
+        if out is not None:
+            for m, run in runs.items():
+                run.trace.save(out / f"trace_{kind}_{cfg.dtype}_{m}.json")
+                save_gantt(run.trace, out / f"gantt_{kind}_{cfg.dtype}_{m}.png")
+        report["workloads"][kind] = {"median": _median(passes), "passes": passes}
+    return report
+
+
+def _median(passes: list[dict]) -> dict:
+    out = {}
+    for m in passes[0]:
+        out[m] = {}
+        for key, value in passes[0][m].items():
+            values = [p[m][key] for p in passes]
+            out[m][key] = all(values) if isinstance(value, bool) else statistics.median(values)
+    return out
+
+
+def markdown_tables(report: dict) -> str:
+    cfg = report["config"]
+    lines = []
+    for kind, data in report["workloads"].items():
+        what = "N samples of one prompt" if kind == "same" else "N different prompts"
+        lines += [
+            f"**{kind}** ({what}), N={cfg['n']}, {cfg['max_new_tokens']} new tokens, T=0, "
+            f"target {cfg['dtype']}, draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, "
+            f"k_config={','.join(map(str, cfg['k_config']))}, {cfg['repeat']} passes (median)",
+            "",
+            "| method | wall s | tok/s | vs serial AR | vs batched-ar | target busy | "
+            "mean queue wait ms | alpha | draft/verify overlaps | == AR |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for m, r in data["median"].items():
+            lines.append(
+                f"| {m} | {r['wall_s']:.1f} | {r['tokens_per_s']:.2f} | "
+                f"**{r['speedup_vs_ar']:.2f}x** | {r.get('speedup_vs_batched_ar', 0):.2f}x | "
+                f"{r['target_busy_fraction']:.0%} | {r['mean_queue_wait_s'] * 1000:.0f} | "
+                f"{r['alpha']:.2f} | {r['overlaps']:.0f} | "
+                f"{'yes' if r['identical_to_ar'] else 'NO'} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def save_report(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2))
