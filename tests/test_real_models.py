@@ -98,7 +98,7 @@ def test_mcsd_equals_ar_on_gsm8k_subquestions(llm):
 
 def test_every_many_request_method_equals_serial_ar(llm):
     """N=3 evaluations of 3 different GSM8K prompts, every method, T=0."""
-    params = SamplingParams(max_new_tokens=48)
+    params = SamplingParams(max_new_tokens=32)
     prompts = gsm8k_prompts(llm)
     requests = [Request(ids, params) for ids in prompts]
     expected = [generate_ar(llm.models, ids, params) for ids in prompts]

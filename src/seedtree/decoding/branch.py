@@ -130,16 +130,16 @@ class Branch:
     def root_pos(self) -> int:
         return len(self.seq.tokens) - 1
 
-    def prefill(self, p_cache: KVSequence | None = None) -> None:
-        """Prefill both caches with the prompt minus the pending token. A shared, already
-        prefilled target cache may be given: it is copied, not recomputed."""
+    def prefill(self, shared: Branch | None = None) -> None:
+        """Prefill both caches with the prompt minus the pending token, or copy them from a
+        branch with the same prompt that is already prefilled (shared-prompt KV reuse)."""
         t = time.perf_counter()
         ids = self.seq.tokens[:-1]
-        if p_cache is not None:
-            self.p.copy_from(p_cache)
+        if shared is not None:
+            self.p.copy_from(shared.p)  # KV copy: one prompt's cache into another row
+            self.q.copy_from(shared.q)
         elif ids:
             self.p.forward(ids)
-        if ids:
             self.q.forward(ids)
         self.stats.prefill_s += time.perf_counter() - t
 

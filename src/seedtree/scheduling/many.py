@@ -85,8 +85,7 @@ def _prefill(branches: list[Branch], trace: Trace, share: bool) -> None:
         start = trace.now()
         key = tuple(b.seq.tokens)
         if share and key in first:
-            b.p.copy_from(first[key].p)
-            b.q.copy_from(first[key].q)
+            b.prefill(shared=first[key])
         else:
             b.prefill()
             first[key] = b
