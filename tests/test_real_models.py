@@ -6,10 +6,12 @@ printed either way.
 """
 
 import json
+import os
 import subprocess
 import sys
 
 import pytest
+import torch
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd, generate_sd
 from seedtree.decoding.check import find_divergence
@@ -23,7 +25,11 @@ TIE = 1e-4
 
 @pytest.fixture(scope="module")
 def llm():
-    return LLM("qwen2.5-coder", dtype="float32", draft_dtype="int8", progress=False)
+    # conftest pins 1 thread for the tiny models; real models use every core
+    previous = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    yield LLM("qwen2.5-coder", dtype="float32", draft_dtype="int8", progress=False)
+    torch.set_num_threads(previous)
 
 
 def gsm8k_prompts(llm, n=3):
