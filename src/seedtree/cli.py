@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from seedtree.errors import SeedtreeError
+from seedtree.scheduling import MANY_METHODS as MANY_METHODS_CLI
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -48,9 +49,6 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="mcsd at T > 0: draw a node's candidates with replacement",
     )
-
-
-MANY_METHODS_CLI = ("ar", "sd", "mcsd", "batched-ar", "seed", "mcsd-seed", "seed-batched")
 
 
 def read_prompts(path: Path) -> list[str]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from seedtree.decoding.tree import tree_attention_mask
+
 
 class KVSequence:
     def __init__(self, model: PreTrainedModel, vocab_size: int) -> None:
@@ -37,8 +39,6 @@ class KVSequence:
         tree_mask: torch.Tensor,  # [T, K] bool over the last K cached-or-fed positions
     ) -> torch.Tensor:
         """Feed tree nodes with explicit positions and a tree mask; float logits [T, V]."""
-        from seedtree.decoding.tree import tree_attention_mask
-
         prefix = self.length + len(ids) - tree_mask.shape[1]
         additive = self.model.config._attn_implementation == "eager"
         mask = tree_attention_mask(prefix, tree_mask, self.model.dtype, additive)
