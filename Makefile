@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast lint bench-decode clean
+.PHONY: install demo test test-fast lint browser bench-decode clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,12 +22,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/ruff format --check src tests
 
+# The report test drives Debian's chromium (headless) through Playwright.
+browser:
+	@command -v chromium >/dev/null || { apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
 # Everything, the real-model tests (marked real_model) included.
-test: lint
+test: lint browser
 	$(BIN)/python -m pytest
 
 # Only the tiny-model tests (seconds).
-test-fast: lint
+test-fast: lint browser
 	$(BIN)/python -m pytest -m "not real_model"
 
 bench-decode: $(STAMP)

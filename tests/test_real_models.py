@@ -116,3 +116,34 @@ def test_every_many_request_method_equals_serial_ar(llm):
         for i, (ids, ar, got) in enumerate(zip(prompts, expected, run.results, strict=True)):
             assert got.error is None
             assert_lossless(llm, ids, ar, got, f"{method} request {i}")
+
+
+def first_call_divergence(llm, ar_tree, other_tree):
+    """The first request (in call order) whose output differs from AR's, as a Divergence."""
+    for a, b in zip(ar_tree.calls, other_tree.calls, strict=False):
+        for prompt, ar_ids, other_ids in zip(a.prompt_ids, a.output_ids, b.output_ids, strict=True):
+            div = find_divergence(llm.models, prompt, ar_ids, other_ids)
+            if div is not None:
+                return div
+    return None
+
+
+def test_seed_batched_tree_equals_ar_tree_on_gsm8k(llm):
+    from seedtree.report.text import format_tree
+    from seedtree.search import EngineConfig, SearchConfig, solve
+    from seedtree.tasks import get_task
+
+    task = get_task("gsm8k")
+    example = task.get(0)
+    search = SearchConfig(k=3, b=1, depth=2)
+    trees = {
+        m: solve(llm.models, task, example, search, EngineConfig(method=m))
+        for m in ("ar", "seed-batched")
+    }
+    print(format_tree(trees["seed-batched"]))
+    print(f"ar {trees['ar'].wall_s:.1f} s, seed-batched {trees['seed-batched'].wall_s:.1f} s")
+    if trees["seed-batched"].signature() != trees["ar"].signature():
+        div = first_call_divergence(llm, trees["ar"], trees["seed-batched"])
+        print(f"seed-batched tree differs from ar: first divergence {div}")
+        assert div is not None and div.top2_gap < TIE, div
+    assert len(trees["ar"].nodes) in (4, 7)  # 7 unless the chosen first step is final

@@ -105,10 +105,13 @@ def build_parser() -> argparse.ArgumentParser:
     prep.add_argument("--pair", default="qwen2.5-coder")
     prep.add_argument("--force", action="store_true", help="rebuild even if cached")
 
-    demo = sub.add_parser("demo", help="one GSM8K sub-question with AR and SD, side by side")
+    demo = sub.add_parser("demo", help="one GSM8K tree with ar and seed-batched, side by side")
     demo.add_argument("--index", type=int, default=0, help="GSM8K test problem index")
-    demo.add_argument("--max-new-tokens", type=int, default=64)
-    demo.add_argument("--gamma", type=int, default=4)
+    demo.add_argument("--method", default="seed-batched", choices=list(MANY_METHODS_CLI))
+    demo.add_argument("--k", type=int, default=3)
+    demo.add_argument("--b", type=int, default=1)
+    demo.add_argument("--depth", type=int, default=2)
+    demo.add_argument("--out", type=Path, default=Path("demo"), help="tree.json + report.html")
     _add_model_args(demo)
 
     bench = sub.add_parser("bench-decode", help="AR vs SD vs MCSD on GSM8K sub-question prompts")
@@ -134,7 +137,57 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--workloads", default="same different")
     many.add_argument("--out", type=Path, default=Path("bench"))
     _add_model_args(many)
+
+    bench = sub.add_parser("bench", help="every method builds the same trees, side by side")
+    bench.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    bench.add_argument("--limit", type=int, default=3, help="number of problems")
+    bench.add_argument("--start", type=int, default=0, help="first problem index")
+    bench.add_argument("--methods", default=None, help="space-separated (default: all eight)")
+    bench.add_argument("--repeat", type=int, default=1, help="timed passes after one warm-up")
+    bench.add_argument("--out", type=Path, default=Path("bench"))
+    _add_tree_args(bench)
+
+    solve = sub.add_parser("solve", help="build the reasoning tree of one problem")
+    solve.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    solve.add_argument("--index", type=int, default=0, help="problem index in the task's data")
+    solve.add_argument("--out", type=Path, default=Path("."), help="tree.json + report.html here")
+    _add_tree_args(solve)
+
+    run = sub.add_parser("run", help="solve a dataset slice; one JSONL record per problem")
+    run.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    run.add_argument("--start", type=int, default=0, help="first problem index")
+    run.add_argument("--limit", type=int, default=5, help="number of problems")
+    run.add_argument("--out", type=Path, required=True, help="results.jsonl + summary.json here")
+    run.add_argument("--resume", action="store_true", help="skip problems already in --out")
+    run.add_argument("--trees", action="store_true", help="also save each tree as JSON")
+    _add_tree_args(run)
     return parser
+
+
+def _add_tree_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by `solve` and `run`: data, engine, sampling, search, models."""
+    from seedtree.search.config import ALGORITHMS
+    from seedtree.search.engine import SEARCH_METHODS
+
+    p.add_argument("--data", type=Path, help="a JSONL file in the task's format (default: bundled)")
+    p.add_argument("--method", default="seed-batched", choices=list(SEARCH_METHODS))
+    g = p.add_argument_group("sampling")
+    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    g.add_argument("--top-p", type=float, default=1.0)
+    g.add_argument("--seed", type=int, default=0, help="base seed of every sampled call")
+    g.add_argument("--max-new-tokens", type=int, help="cap on every call's token budget")
+    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round")
+    g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
+    s = p.add_argument_group("search")
+    s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")
+    s.add_argument("--b", type=int, default=1, help="states kept per level (bfs)")
+    s.add_argument("--depth", type=int, help="levels (default: the task's own)")
+    s.add_argument("--algorithm", default="bfs", choices=list(ALGORITHMS))
+    s.add_argument("--generation", choices=["sample", "propose"], help="default: the task's")
+    s.add_argument("--evaluation", choices=["value", "vote"], help="default: the task's")
+    s.add_argument("--n-evaluate", type=int, default=1, help="value samples / votes per level")
+    s.add_argument("--threshold", type=float, default=5.0, help="dfs: prune children below")
+    _add_model_args(p)
 
 
 def _sampling(args) -> tuple:
@@ -251,31 +304,36 @@ def cmd_models(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
-    from seedtree.tasks import gsm8k
+    from seedtree.report import write_report
+    from seedtree.report.text import format_tree
+    from seedtree.search import EngineConfig, SearchConfig, solve
+    from seedtree.tasks import get_task
 
-    problem = gsm8k.get_problem(args.index)
+    task = get_task("gsm8k")
+    example = task.get(args.index)
+    search = SearchConfig(k=args.k, b=args.b, depth=args.depth)
     llm = _llm(args)
-    ids = llm.encode(gsm8k.subquestion_prompt(problem.question), chat=True)
-    params = SamplingParams(max_new_tokens=args.max_new_tokens)
-    spec = SpecConfig(gamma=args.gamma)
-    print(f"GSM8K #{args.index}: {problem.question}\n")
-    generate_sd(llm.models, ids[:8], SamplingParams(max_new_tokens=4), spec)  # warm-up
-    ar = generate_ar(llm.models, ids, params)
-    sd = generate_sd(llm.models, ids, params, spec)
-    for name, r in (("AR (target only)", ar), (f"SD (gamma={args.gamma})", sd)):
-        print(
-            f"--- {name}: {r.stats.new_tokens} tokens, {r.stats.wall_s:.2f}s, "
-            f"{r.stats.tokens_per_s:.2f} tok/s, target forwards {r.stats.target_forwards}"
-        )
-        print(r.text.strip() + "\n")
-    same = ar.token_ids == sd.token_ids
-    print(f"identical token ids: {'yes' if same else 'NO'}")
-    print(f"acceptance rate alpha: {sd.stats.alpha:.2f}")
+    print(f"GSM8K #{args.index}, ToT BFS k={args.k} b={args.b} depth={args.depth}, {args.dtype}")
+    warm = SearchConfig(k=2, b=1, depth=1)
+    for method in ("ar", args.method):  # warm-up: first calls pay one-off costs
+        solve(llm.models, task, example, warm, EngineConfig(method=method, max_new_tokens=4))
+    trees = {}
+    for method in ("ar", args.method):
+        print(f"building the tree with {method} ...", flush=True)
+        trees[method] = solve(llm.models, task, example, search, EngineConfig(method=method))
+    ar, fast = trees["ar"], trees[args.method]
+    print()
+    print(format_tree(fast))
+    same = fast.signature() == ar.signature()
+    print(f"\nsame tree as ar (thoughts, values, selection, answer): {'yes' if same else 'NO'}")
+    print(f"ar: {ar.wall_s:.1f} s   {args.method}: {fast.wall_s:.1f} s")
     print(
-        f"speedup SD / AR: {ar.stats.wall_s / sd.stats.wall_s:.2f}x ({args.dtype}, "
-        "one run; see BENCHMARKS.md for medians)"
+        f"speedup {args.method} / ar: {ar.wall_s / fast.wall_s:.2f}x "
+        "(one run; see BENCHMARKS.md for medians)"
     )
+    fast.save(args.out / "tree.json")
+    write_report(fast, args.out / "report.html")
+    print(f"wrote {args.out / 'tree.json'} and {args.out / 'report.html'}")
     return 0 if same else 1
 
 
@@ -334,7 +392,130 @@ def cmd_bench_many(args) -> int:
     return 0
 
 
+def _tree_configs(args) -> tuple:
+    from seedtree.decoding import SamplingParams, SpecConfig
+    from seedtree.search import EngineConfig, SearchConfig
+
+    SamplingParams(temperature=args.temperature, top_p=args.top_p)  # validates both
+    if args.max_new_tokens is not None and args.max_new_tokens < 1:
+        raise SeedtreeError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
+    search = SearchConfig(
+        k=args.k,
+        b=args.b,
+        depth=args.depth,
+        algorithm=args.algorithm,
+        generation=args.generation,
+        evaluation=args.evaluation,
+        n_evaluate=args.n_evaluate,
+        threshold=args.threshold,
+    )
+    engine = EngineConfig(
+        method=args.method,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+    )
+    spec = SpecConfig(gamma=args.gamma, k_config=parse_k_config(args.k_config))
+    return search, engine, spec
+
+
+def cmd_solve(args) -> int:
+    from seedtree.report import write_report
+    from seedtree.report.text import format_tree
+    from seedtree.search import solve
+    from seedtree.tasks import get_task
+
+    task = get_task(args.task)
+    search, engine, spec = _tree_configs(args)
+    example = task.get(args.index, args.data)
+    llm = _llm(args)
+    tree = solve(llm.models, task, example, search, engine, spec)
+    print(format_tree(tree))
+    tree.save(args.out / "tree.json")
+    write_report(tree, args.out / "report.html")
+    print(f"wrote {args.out / 'tree.json'} and {args.out / 'report.html'}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from seedtree.search.run import run_dataset
+    from seedtree.tasks import get_task
+
+    task = get_task(args.task)
+    search, engine, spec = _tree_configs(args)
+    if args.limit < 1 or args.start < 0:
+        raise SeedtreeError("--limit must be >= 1 and --start >= 0")
+    examples = task.load(args.data)
+    if args.start >= len(examples):
+        raise SeedtreeError(
+            f"--start {args.start} is out of range: {task.name} has {len(examples)} problems"
+        )
+    examples = examples[args.start : args.start + args.limit]
+    llm = _llm(args)
+    on_tree = None
+    if args.trees:
+
+        def on_tree(tree):
+            tree.save(args.out / "trees" / f"{tree.example_id.replace('/', '_')}.json")
+
+    summary = run_dataset(
+        llm.models, task, examples, args.out, search, engine, spec, args.resume, on_tree=on_tree
+    )
+    print(
+        f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "
+        f"(accuracy {summary.accuracy:.2f}, mean score {summary.mean_score:.2f}), "
+        f"{summary.wall_s:.1f} s, {summary.tokens_per_s:.2f} tokens/s, "
+        f"unparsed values {summary.unparsed_values}"
+        + (
+            " (interrupted: finished problems are saved; rerun with --resume)"
+            if summary.interrupted
+            else ""
+        )
+    )
+    print(f"results: {args.out / 'results.jsonl'}")
+    return 130 if summary.interrupted else 0
+
+
+def cmd_bench(args) -> int:
+    from seedtree.bench.tasks import TaskBenchConfig, markdown_table, run_task_bench
+    from seedtree.search.engine import SEARCH_METHODS
+    from seedtree.tasks import get_task
+
+    get_task(args.task)
+    search, engine, spec = _tree_configs(args)
+    methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS
+    unknown = [m for m in methods if m not in SEARCH_METHODS]
+    if unknown or not methods:
+        raise SeedtreeError(
+            f"unknown method '{unknown[0] if unknown else ''}' in --methods: "
+            f"choose from {', '.join(SEARCH_METHODS)}"
+        )
+    if args.limit < 1 or args.repeat < 1:
+        raise SeedtreeError("--limit and --repeat must be >= 1")
+    cfg = TaskBenchConfig(
+        task=args.task,
+        limit=args.limit,
+        start=args.start,
+        methods=methods,
+        repeat=args.repeat,
+        search=search,
+        max_new_tokens=args.max_new_tokens,
+        gamma=spec.gamma,
+        k_config=spec.k_config,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+    )
+    report = run_task_bench(_llm(args).models, cfg, out=args.out)
+    print(markdown_table(report))
+    print(f"wrote {args.out / f'bench_{args.task}.json'} (+ .md, .png, Gantt charts)")
+    return 0
+
+
 COMMANDS = {
+    "bench": cmd_bench,
+    "solve": cmd_solve,
+    "run": cmd_run,
     "generate": cmd_generate,
     "models": cmd_models,
     "demo": cmd_demo,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.errors import SeedtreeError
-from seedtree.models.loader import ModelPair, load_pair
+from seedtree.models.loader import ModelPair, encode_prompt, load_pair
 
 
 class LLM:
@@ -36,24 +36,7 @@ class LLM:
 
     def encode(self, prompt: str, chat: bool = False) -> list[int]:
         """Prompt text -> token ids, through the chat template when `chat` is set."""
-        if not prompt or not prompt.strip():
-            raise SeedtreeError("prompt is empty: pass some text with --prompt")
-        tok = self.tokenizer
-        if chat:
-            if not getattr(tok, "chat_template", None):
-                raise SeedtreeError("this model has no chat template: drop --chat")
-            messages = [{"role": "user", "content": prompt}]
-            ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
-            ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
-        else:
-            ids = tok(prompt, add_special_tokens=False)["input_ids"]
-        ids = [int(i) for i in ids]
-        if len(ids) >= self.models.max_context:
-            raise SeedtreeError(
-                f"prompt has {len(ids)} tokens but the model context is {self.models.max_context}:"
-                " shorten the prompt"
-            )
-        return ids
+        return encode_prompt(self.models, prompt, chat)
 
     def generate(
         self,

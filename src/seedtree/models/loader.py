@@ -156,3 +156,29 @@ def load_pair(
     check_same_vocabulary(q_tok, p_tok, draft, target)
     q_model, p_model = _load_model(draft, draft_dtype), _load_model(target, dtype)
     return ModelPair(draft=q_model, target=p_model, tokenizer=p_tok, name=name)
+
+
+def has_chat_template(pair: ModelPair) -> bool:
+    return bool(getattr(pair.tokenizer, "chat_template", None))
+
+
+def encode_prompt(pair: ModelPair, prompt: str, chat: bool = False) -> list[int]:
+    """Prompt text -> token ids, through the chat template (one user message) when `chat`."""
+    if not prompt or not prompt.strip():
+        raise SeedtreeError("prompt is empty: pass some text with --prompt")
+    tok = pair.tokenizer
+    if chat:
+        if not has_chat_template(pair):
+            raise SeedtreeError("this model has no chat template: drop --chat")
+        messages = [{"role": "user", "content": prompt}]
+        ids = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "keys") else ids
+    else:
+        ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    ids = [int(i) for i in ids]
+    if len(ids) >= pair.max_context:
+        raise SeedtreeError(
+            f"prompt has {len(ids)} tokens but the model context is {pair.max_context}:"
+            " shorten the prompt"
+        )
+    return ids

@@ -83,7 +83,10 @@ class Trace:
 
     @classmethod
     def load(cls, path: Path) -> Trace:
-        data = json.loads(path.read_text())
+        return cls.from_dict(json.loads(path.read_text()))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Trace:
         trace = cls(method=data["method"])
         for i in data["intervals"]:
             trace.add(i["kind"], i["branches"], i["start"], i["end"], i["round"], i["waits"])

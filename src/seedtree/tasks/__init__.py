@@ -7,3 +7,25 @@ from pathlib import Path
 def data_path(*parts: str) -> Path:
     """A file under the package's bundled data folder (copied from the benchmark sources)."""
     return Path(str(files("seedtree").joinpath("data", *parts)))
+
+
+TASK_NAMES = ("gsm8k", "creative_writing", "blocksworld")
+
+
+def get_task(name: str):
+    """A task by name: "gsm8k", "creative_writing" or "blocksworld"."""
+    from seedtree.errors import SeedtreeError
+
+    if name == "gsm8k":
+        from seedtree.tasks.gsm8k import GSM8K
+
+        return GSM8K()
+    if name == "creative_writing":
+        from seedtree.tasks.creative_writing import CreativeWriting
+
+        return CreativeWriting()
+    if name == "blocksworld":
+        from seedtree.tasks.blocksworld import Blocksworld
+
+        return Blocksworld()
+    raise SeedtreeError(f"unknown task '{name}': choose one of {', '.join(TASK_NAMES)}")

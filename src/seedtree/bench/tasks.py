@@ -1,0 +1,292 @@
+"""Task benchmark: every method builds the trees of the same problems, side by side.
+
+One warm-up, then `repeat` passes; in each pass every method solves every problem (methods in a
+fixed order). Per method: wall time split into thought generation / evaluation / final answer,
+new tokens, tokens/s, target forwards, alpha, peak resident memory, task score, "same tree as ar"
+(T=0), and speedups vs `ar` and `batched-ar` (ratios within a pass, then the median).
+
+The bound: the target scoring every output of the `ar` run teacher-forced, one batched forward per
+engine call (the prompts and outputs of a level at once). No lossless method can decode those
+tokens with less target work; each method's time is reported as a multiple of it.
+c: one draft forward / one target forward (1 new token, ~200 tokens of context), medians.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from seedtree.decoding import SpecConfig
+from seedtree.decoding.kv import KVSequence
+from seedtree.models.loader import ModelPair
+from seedtree.search import EngineConfig, SearchConfig, solve
+from seedtree.search.engine import SEARCH_METHODS
+from seedtree.tasks import get_task
+
+
+@dataclass(frozen=True)
+class TaskBenchConfig:
+    task: str = "gsm8k"
+    limit: int = 3
+    start: int = 0
+    methods: tuple[str, ...] = SEARCH_METHODS
+    repeat: int = 1
+    search: SearchConfig = field(default_factory=SearchConfig)
+    max_new_tokens: int | None = None  # cap on every call's budget
+    gamma: int = 4
+    k_config: tuple[int, ...] = (2, 1, 1)
+    dtype: str = "float32"
+    draft_dtype: str = "int8"
+
+
+class PeakRSS:
+    """Samples this process's resident memory every 50 ms while inside; `.peak_mb`."""
+
+    def __init__(self) -> None:
+        self.peak_mb, self._stop = 0.0, threading.Event()
+
+    @staticmethod
+    def now_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_mb = max(self.peak_mb, self.now_mb())
+
+    def __enter__(self) -> PeakRSS:
+        self.peak_mb = self.now_mb()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.now_mb())
+
+
+def _median_forward_s(model, vocab: int, context: list[int], reps: int = 5) -> float:
+    kv = KVSequence(model, vocab)
+    kv.forward(context)
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        kv.forward(context[-1:])
+        times.append(time.perf_counter() - t)
+        kv.crop(len(context))
+    return statistics.median(times)
+
+
+def measure_c(pair: ModelPair, context_len: int = 200) -> dict:
+    context = [int(t) % pair.vocab_size for t in range(1000, 1000 + context_len)]
+    with torch.inference_mode():
+        target = _median_forward_s(pair.target, pair.vocab_size, context)
+        draft = _median_forward_s(pair.draft, pair.vocab_size, context)
+    return {"target_step_s": target, "draft_step_s": draft, "c": draft / target}
+
+
+def teacher_forced_s(pair: ModelPair, trees) -> float:
+    """Target time to score every call's prompts + outputs, one batched forward per call."""
+    total = 0.0
+    with torch.inference_mode():
+        for tree in trees:
+            for call in tree.calls:
+                rows = [p + o for p, o in zip(call.prompt_ids, call.output_ids, strict=True)]
+                width = max(len(r) for r in rows)
+                ids = torch.zeros(len(rows), width, dtype=torch.long)  # right-padded
+                mask = torch.zeros(len(rows), width, dtype=torch.long)
+                for i, r in enumerate(rows):
+                    ids[i, : len(r)], mask[i, : len(r)] = torch.tensor(r), 1
+                t = time.perf_counter()
+                pair.target(input_ids=ids, attention_mask=mask, use_cache=False, logits_to_keep=1)
+                total += time.perf_counter() - t
+    return total
+
+
+def _method_row(trees, peak_mb: float, reference=None) -> dict:
+    calls = [c for t in trees for c in t.calls]
+    wall = sum(t.wall_s for t in trees)
+    tokens = sum(t.new_tokens for t in trees)
+    drafted, accepted = sum(c.drafted for c in calls), sum(c.accepted for c in calls)
+    row = {
+        "wall_s": wall,
+        "generate_s": sum(t.phase_wall("generate") for t in trees),
+        "evaluate_s": sum(t.phase_wall("evaluate") for t in trees),
+        "finish_s": sum(t.phase_wall("finish") for t in trees),
+        "new_tokens": tokens,
+        "tokens_per_s": tokens / wall if wall else 0.0,
+        "target_forwards": sum(c.target_forwards for c in calls),
+        "alpha": accepted / drafted if drafted else None,
+        "peak_rss_mb": peak_mb,
+        "score": statistics.mean(float(t.metrics.get("score") or 0.0) for t in trees),
+        "correct": sum(bool(t.metrics.get("correct")) for t in trees),
+        "unparsed_values": sum(t.unparsed_values for t in trees),
+        "same_tree_as_ar": None
+        if reference is None
+        else all(t.signature() == r.signature() for t, r in zip(trees, reference, strict=True)),
+    }
+    return row
+
+
+def _medians(passes: list[dict]) -> dict:
+    out = {}
+    for m in passes[0]:
+        out[m] = {}
+        for key, value in passes[0][m].items():
+            values = [p[m][key] for p in passes]
+            if value is None or isinstance(value, bool):
+                out[m][key] = None if value is None else all(values)
+            else:
+                out[m][key] = statistics.median(values)
+                out[m][key + "_min"], out[m][key + "_max"] = min(values), max(values)
+    return out
+
+
+def machine() -> dict:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "ram_gib": round(mem, 1),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+    }
+
+
+def run_task_bench(
+    pair: ModelPair, cfg: TaskBenchConfig, out: Path | None = None, progress: bool = True
+) -> dict:
+    task = get_task(cfg.task)
+    examples = task.load()[cfg.start : cfg.start + cfg.limit]
+    spec = SpecConfig(gamma=cfg.gamma, k_config=cfg.k_config)
+
+    def engine(method: str, cap: int | None = cfg.max_new_tokens) -> EngineConfig:
+        return EngineConfig(method=method, max_new_tokens=cap)
+
+    warm = SearchConfig(k=2, b=1, depth=1)
+    for method in cfg.methods:  # warm-up: one-off costs (allocator, threads, HF setup)
+        solve(pair, task, examples[0], warm, engine(method, 4), spec)
+    bar = tqdm(
+        total=cfg.repeat * len(cfg.methods) * len(examples),
+        desc=f"bench {cfg.task}",
+        disable=not progress,
+        unit="tree",
+    )
+    passes, last_trees = [], {}
+    for _ in range(cfg.repeat):
+        trees, row = {}, {}
+        for method in cfg.methods:
+            with PeakRSS() as rss:
+                trees[method] = []
+                for example in examples:
+                    trees[method].append(
+                        solve(pair, task, example, cfg.search, engine(method), spec)
+                    )
+                    bar.update()
+            row[method] = _method_row(trees[method], rss.peak_mb, trees.get("ar"))
+        for method in row:
+            for base in ("ar", "batched-ar"):
+                if base in row:
+                    row[method][f"speedup_vs_{base}"] = row[base]["wall_s"] / row[method]["wall_s"]
+        passes.append(row)
+        last_trees = trees
+    bar.close()
+    reference = last_trees.get("ar") or next(iter(last_trees.values()))
+    bound = teacher_forced_s(pair, reference)
+    report = {
+        "config": asdict(cfg),
+        "pair": pair.name,
+        "machine": machine(),
+        "c": measure_c(pair),
+        "bound_s": bound,
+        "examples": [str(e.id) for e in examples],
+        "median": _medians(passes),
+        "passes": passes,
+    }
+    for row in report["median"].values():
+        row["x_bound"] = row["wall_s"] / bound if bound else None
+    if out is not None:
+        save_outputs(report, last_trees, out)
+    return report
+
+
+def save_outputs(report: dict, trees: dict, out: Path) -> None:
+    """JSON (raw), Markdown table, plots, and a Gantt of level-1 generation of the first problem
+    per method (the same tree level for every method)."""
+    from seedtree.scheduling import Trace, save_gantt
+
+    task = report["config"]["task"]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"bench_{task}.json").write_text(json.dumps(report, indent=1))
+    (out / f"bench_{task}.md").write_text(markdown_table(report))
+    for method, method_trees in trees.items():
+        first = method_trees[0].calls[0]
+        save_gantt(
+            Trace.from_dict(first.trace),
+            out / f"gantt_{task}_{method}.png",
+            title=f"{task}: level-1 thought generation, problem 0, {method}",
+        )
+    plot_report(report, out / f"bench_{task}.png")
+
+
+def plot_report(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    med = report["median"]
+    methods = list(med)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    speedups = [med[m].get("speedup_vs_ar", 0.0) for m in methods]
+    axes[0].bar(methods, speedups, color="#4c72b0")
+    axes[0].axhline(1.0, color="#888", lw=0.8)
+    axes[0].set_ylabel("speedup vs ar (median)")
+    axes[1].bar(methods, [med[m]["tokens_per_s"] for m in methods], color="#dd8452")
+    axes[1].set_ylabel("tokens / s (median)")
+    for ax in axes:
+        ax.tick_params(axis="x", rotation=45)
+    cfg = report["config"]
+    fig.suptitle(f"{cfg['task']}: {len(report['examples'])} problems, target {cfg['dtype']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def markdown_table(report: dict) -> str:
+    cfg, s = report["config"], report["config"]["search"]
+    c = report["c"]
+    lines = [
+        f"**{cfg['task']}**: {len(report['examples'])} problems ({', '.join(report['examples'])}),"
+        f" {s['algorithm']} k={s['k']} b={s['b']} depth={s['depth'] or 'task default'}, "
+        f"max new tokens {cfg['max_new_tokens'] or 'task default'}, T=0, target {cfg['dtype']}, "
+        f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, {cfg['repeat']} passes (median "
+        f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "
+        f"{c['target_step_s'] * 1000:.0f} ms per step). Bound (teacher-forced target, one "
+        f"forward per call): {report['bound_s']:.1f} s.",
+        "",
+        "| method | wall s | generate s | evaluate s | tokens | tok/s | target fwd | alpha | "
+        "vs ar | vs batched-ar | x bound | score | same tree as ar | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for m, r in report["median"].items():
+        alpha = "-" if r["alpha"] is None else f"{r['alpha']:.2f}"
+        same = {None: "-", True: "yes", False: "NO"}[r["same_tree_as_ar"]]
+        lines.append(
+            f"| {m} | {r['wall_s']:.1f} [{r['wall_s_min']:.1f}-{r['wall_s_max']:.1f}] | "
+            f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
+            f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | "
+            f"**{r.get('speedup_vs_ar', 0):.2f}x** | {r.get('speedup_vs_batched-ar', 0):.2f}x | "
+            f"{r['x_bound']:.1f} | {r['score']:.2f} | {same} | {r['peak_rss_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"

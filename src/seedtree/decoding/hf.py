@@ -1,0 +1,71 @@
+"""The peer baseline: Hugging Face assisted generation (`target.generate(...,
+assistant_model=draft)`), one request at a time, as a user of transformers would run it.
+
+Its output tokens go through our `Sequence.commit`, so eos, stop strings and the token budget end
+it at the same token as every other engine (HF's own stop check runs on the text as well).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from transformers import StoppingCriteriaList
+
+from seedtree.decoding.params import SamplingParams
+from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.decoding.sequence import Sequence
+from seedtree.models.loader import ModelPair
+
+
+class _StopStrings:
+    """A transformers stopping criterion: stop once the generated text holds a stop string.
+    (HF's own `stop_strings` fails inside assisted generation: the assistant has no tokenizer.)"""
+
+    def __init__(self, tokenizer, stop: tuple[str, ...], prompt_len: int) -> None:
+        self.tokenizer, self.stop, self.prompt_len = tokenizer, stop, prompt_len
+
+    def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :])
+        done = any(s in text for s in self.stop)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
+
+
+def generate_hf_assisted(
+    pair: ModelPair, prompt_ids: list[int], params: SamplingParams
+) -> GenerationResult:
+    start = time.perf_counter()
+    seq = Sequence(prompt_ids, params, pair.tokenizer, pair.eos_token_ids, pair.max_context)
+    if params.seed is not None:
+        torch.manual_seed(params.seed)
+    ids = torch.tensor([prompt_ids])  # [1, T]
+    sampling = {"do_sample": False}
+    if not params.greedy:
+        sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
+    eos = None if params.ignore_eos else list(pair.eos_token_ids)
+    stopping = None
+    if params.stop:
+        stopping = StoppingCriteriaList(
+            [_StopStrings(pair.tokenizer, params.stop, len(prompt_ids))]
+        )
+    with torch.inference_mode():
+        out = pair.target.generate(
+            input_ids=ids,
+            attention_mask=torch.ones_like(ids),
+            assistant_model=pair.draft,
+            max_new_tokens=seq.max_len - len(prompt_ids),
+            eos_token_id=eos,
+            pad_token_id=eos[0] if eos else pair.tokenizer.pad_token_id,
+            stopping_criteria=stopping,
+            top_k=None,
+            **sampling,
+        )  # [1, T + new]
+    for token in out[0, len(prompt_ids) :].tolist():
+        seq.commit([token])
+        if seq.finished:
+            break
+    if not seq.finished:  # HF stopped on its own rule before ours: count it as a stop
+        seq.finish_reason = "stop"
+    stats = DecodeStats(method="hf-assisted", new_tokens=len(seq.generated))
+    stats.wall_s = time.perf_counter() - start
+    return GenerationResult(seq.generated, seq.text(), seq.finish_reason, stats)

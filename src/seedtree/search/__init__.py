@@ -1,0 +1,56 @@
+"""Reasoning trees: Tree-of-Thoughts search (BFS, DFS) over a task, every call through an engine.
+
+from seedtree.search import SearchConfig, EngineConfig, solve
+tree = solve(pair, get_task("gsm8k"), example, SearchConfig(k=3, b=1, depth=2),
+             EngineConfig(method="seed-batched"))
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any
+
+from seedtree.decoding import SpecConfig
+from seedtree.models.loader import ModelPair
+from seedtree.search.bfs import bfs
+from seedtree.search.config import ALGORITHMS, SearchConfig
+from seedtree.search.dfs import dfs
+from seedtree.search.engine import Engine, EngineConfig
+from seedtree.search.tree import Call, Node, Tree
+from seedtree.tasks.base import Task
+
+
+def solve(
+    pair: ModelPair,
+    task: Task,
+    example: Any,
+    search: SearchConfig | None = None,
+    engine: EngineConfig | None = None,
+    spec: SpecConfig | None = None,
+) -> Tree:
+    """Build the reasoning tree of one example and score its answer."""
+    search = search or SearchConfig()
+    engine_config = engine or EngineConfig()
+    run = Engine(pair, engine_config, spec)
+    depth = search.depth or task.depth(example)
+    tree = Tree(
+        task=task.name,
+        example_id=str(example.id),
+        question=task.question(example),
+        method=engine_config.method,
+        config={"search": asdict(search) | {"depth": depth}, "engine": asdict(engine_config)},
+        calls=run.calls,
+    )
+    start = time.perf_counter()
+    tree.add(None, "", task.state_text(example, ()))
+    algorithm = bfs if search.algorithm == "bfs" else dfs
+    final = algorithm(tree, task, example, run, search, depth)
+    tree.final = final.id
+    outcome = task.finish(example, tree.steps(final), run.ask)
+    tree.answer, tree.metrics = outcome.answer, outcome.metrics
+    tree.wall_s = time.perf_counter() - start
+    return tree
+
+
+__all__ = ["ALGORITHMS", "Call", "EngineConfig", "Node", "SearchConfig", "Tree", "solve"]

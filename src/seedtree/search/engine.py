@@ -1,0 +1,128 @@
+"""The search's one door to the models: a batch of prompts -> `generate_many(method)` -> texts.
+
+The search hands over a whole level at once (all thought generations, then all evaluations), so
+the scheduler sees every branch of the level. The method is a name; the search never knows which.
+Each call's timeline trace and counts are recorded as a `Call` for the tree's report.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.decoding.hf import generate_hf_assisted
+from seedtree.decoding.result import GenerationResult
+from seedtree.errors import SeedtreeError
+from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
+from seedtree.scheduling import MANY_METHODS, Request, Trace, generate_many
+from seedtree.search.tree import Call
+from seedtree.tasks.base import Prompt
+
+# every generate_many method, plus transformers' assisted generation run request by request
+SEARCH_METHODS = (*MANY_METHODS, "hf-assisted")
+
+
+@contextmanager
+def count_forwards(model):
+    """Counts `model`'s forward calls (a batched forward counts once) while inside."""
+    counter = itertools.count()
+
+    def hook(module, args) -> None:  # returns None: the inputs pass unchanged
+        next(counter)
+
+    handle = model.register_forward_pre_hook(hook)
+    box = [0]
+    try:
+        yield box
+    finally:
+        handle.remove()
+        box[0] = next(counter)
+
+
+def _run_hf(pair: ModelPair, requests: list[Request]) -> tuple[list[GenerationResult], Trace]:
+    trace = Trace(method="hf-assisted")
+    results = []
+    for i, r in enumerate(requests):
+        t = trace.now()
+        results.append(generate_hf_assisted(pair, r.prompt_ids, r.params))
+        trace.add("decode", [i], t, trace.now())
+    return results, trace
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    method: str = "seed-batched"
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+    max_new_tokens: int | None = None  # caps every prompt's own budget when set
+
+
+class Engine:
+    def __init__(self, pair: ModelPair, config: EngineConfig, spec: SpecConfig | None = None):
+        if config.method not in SEARCH_METHODS:
+            raise SeedtreeError(
+                f"unknown method '{config.method}': choose one of {', '.join(SEARCH_METHODS)}"
+            )
+        self.pair, self.config, self.spec = pair, config, spec or SpecConfig()
+        self.chat = has_chat_template(pair)
+        self.calls: list[Call] = []
+        self._encoded: dict[str, list[int]] = {}
+
+    def _params(self, prompt: Prompt, seed: int) -> SamplingParams:
+        cap = self.config.max_new_tokens
+        tokens = prompt.max_new_tokens if cap is None else min(cap, prompt.max_new_tokens)
+        return SamplingParams(
+            temperature=self.config.temperature,
+            top_p=self.config.top_p,
+            max_new_tokens=tokens,
+            stop=prompt.stop,
+            seed=seed,
+        )
+
+    def _encode(self, text: str) -> list[int]:
+        if text not in self._encoded:
+            self._encoded[text] = encode_prompt(self.pair, text, chat=self.chat)
+        return self._encoded[text]
+
+    def run(
+        self, prompts: list[Prompt], n: int = 1, phase: str = "", level: int = 0
+    ) -> list[list[GenerationResult]]:
+        """n results per prompt (sample j of a call gets its own seed), prompts in order."""
+        call_seed = self.config.seed + 1000 * len(self.calls)
+        requests = [
+            Request(self._encode(p.text), self._params(p, call_seed + i * n + j))
+            for i, p in enumerate(prompts)
+            for j in range(n)
+        ]
+        start = time.perf_counter()
+        with count_forwards(self.pair.target) as forwards:
+            if self.config.method == "hf-assisted":
+                results, trace = _run_hf(self.pair, requests)
+            else:
+                run = generate_many(self.pair, requests, self.config.method, self.spec)
+                results, trace = run.results, run.trace
+        wall = time.perf_counter() - start
+        self.calls.append(
+            Call(
+                phase,
+                level,
+                len(requests),
+                sum(len(r.token_ids) for r in results),
+                wall,
+                trace.to_dict(),
+                target_forwards=forwards[0],
+                drafted=sum(r.stats.drafted for r in results),
+                accepted=sum(r.stats.accepted for r in results),
+                prompt_ids=[r.prompt_ids for r in requests],
+                output_ids=[r.token_ids for r in results],
+            )
+        )
+        return [results[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def ask(self, prompts: list[Prompt], n: int) -> list[list[str]]:
+        """The task's `Ask`: texts only (used by `Task.finish`)."""
+        return [[r.text for r in rs] for rs in self.run(prompts, n, phase="finish", level=-1)]

@@ -1,0 +1,75 @@
+"""A CI-sized `seedtree bench` on tiny models: 2 problems, 2 methods; JSON schema, same tree."""
+
+import json
+
+import pytest
+
+from seedtree.bench.tasks import TaskBenchConfig, run_task_bench
+from seedtree.models.tiny import tiny_pair
+from seedtree.search import SearchConfig
+
+ROW_KEYS = {
+    "wall_s",
+    "generate_s",
+    "evaluate_s",
+    "finish_s",
+    "new_tokens",
+    "tokens_per_s",
+    "target_forwards",
+    "alpha",
+    "peak_rss_mb",
+    "score",
+    "correct",
+    "unparsed_values",
+    "same_tree_as_ar",
+    "speedup_vs_ar",
+    "x_bound",
+}
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cfg = TaskBenchConfig(
+        task="gsm8k",
+        limit=2,
+        methods=("ar", "seed-batched"),
+        repeat=2,
+        search=SearchConfig(k=2, b=1, depth=2),
+        max_new_tokens=6,
+        dtype="float64",
+        draft_dtype="float64",
+    )
+    pair = tiny_pair(seed=0, context=4096)
+    return run_task_bench(pair, cfg, out=out, progress=False), out
+
+
+def test_bench_json_schema_and_same_tree(report):
+    report, out = report
+    saved = json.loads((out / "bench_gsm8k.json").read_text())
+    assert saved["examples"] == ["gsm8k-0", "gsm8k-1"] == report["examples"]
+    assert set(saved) >= {"config", "pair", "machine", "c", "bound_s", "median", "passes"}
+    assert set(saved["machine"]) >= {"cores", "ram_gib", "torch_threads"}
+    assert saved["c"]["c"] > 0 and saved["bound_s"] > 0
+    assert len(saved["passes"]) == 2
+    for method in ("ar", "seed-batched"):
+        row = saved["median"][method]
+        assert ROW_KEYS <= set(row), ROW_KEYS - set(row)
+        assert row["same_tree_as_ar"] is True
+        assert row["new_tokens"] > 0 and row["target_forwards"] > 0
+        assert row["wall_s_min"] <= row["wall_s"] <= row["wall_s_max"]
+        assert row["x_bound"] > 0
+    assert saved["median"]["ar"]["speedup_vs_ar"] == 1.0
+    assert saved["median"]["ar"]["alpha"] is None  # ar drafts nothing
+    assert 0 <= saved["median"]["seed-batched"]["alpha"] <= 1
+    # AR: one target forward per generated token plus one prefill per request
+    for p in saved["passes"]:
+        assert p["ar"]["new_tokens"] == p["seed-batched"]["new_tokens"]
+
+
+def test_bench_writes_table_plots_and_gantts(report):
+    _, out = report
+    table = (out / "bench_gsm8k.md").read_text()
+    assert "| ar |" in table and "| seed-batched |" in table and "same tree as ar" in table
+    for name in ("bench_gsm8k.png", "gantt_gsm8k_ar.png", "gantt_gsm8k_seed-batched.png"):
+        assert (out / name).stat().st_size > 5_000
