@@ -23,6 +23,8 @@ def bfs(
             break
         # generation: k thoughts per open state, one engine call for the level
         children = generate(tree, open_, task, example, engine, cfg)
+        if not children:  # e.g. a proposal with no readable line: keep the frontier
+            break
         # evaluation: every new state, one engine call for the level
         evaluate(tree, children, task, example, engine, cfg)
         # selection: the b best among the new states and the finished ones carried along
