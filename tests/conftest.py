@@ -12,5 +12,14 @@ def pair():
     return tiny_pair(seed=0)
 
 
+def save_pair_folders(root, seed: int, context: int):
+    """Save a tiny pair as two local model folders, `root/draft` and `root/target`; the pair."""
+    pair = tiny_pair(seed=seed, context=context)
+    for name, model in (("draft", pair.draft), ("target", pair.target)):
+        model.save_pretrained(root / name)
+        pair.tokenizer.save_pretrained(root / name)
+    return pair
+
+
 def encode(pair, text: str) -> list[int]:
     return pair.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -1,12 +1,15 @@
 """A CI-sized `seedtree bench` on tiny models: 2 problems, 2 methods; JSON schema, same tree."""
 
 import json
+from dataclasses import replace
+from importlib.resources import files
 
 import pytest
 
 from seedtree.bench.tasks import TaskBenchConfig, run_task_bench
+from seedtree.errors import SeedtreeError
 from seedtree.models.tiny import tiny_pair
-from seedtree.search import SearchConfig
+from seedtree.search import SearchConfig, Tree
 
 ROW_KEYS = {
     "wall_s",
@@ -73,3 +76,35 @@ def test_bench_writes_table_plots_and_gantts(report):
     assert "| ar |" in table and "| seed-batched |" in table and "same tree as ar" in table
     for name in ("bench_gsm8k.png", "gantt_gsm8k_ar.png", "gantt_gsm8k_seed-batched.png"):
         assert (out / name).stat().st_size > 5_000
+    saved = json.loads((out / "trees_gsm8k_seed-batched.json").read_text())
+    trees = [Tree.from_dict(t) for t in saved]
+    assert [t.example_id for t in trees] == ["gsm8k-0", "gsm8k-1"]
+    assert all(t.calls and t.calls[0].output_ids for t in trees)
+
+
+def test_bench_takes_sampling_and_data(tmp_path):
+    """T > 0: the run samples (seeded) and "same tree as ar" is not claimed; --data is read."""
+    from seedtree.bench.tasks import markdown_table
+    from seedtree.search import EngineConfig
+
+    lines = (files("seedtree") / "data" / "gsm8k" / "test.jsonl").read_text().splitlines()
+    data = tmp_path / "two.jsonl"
+    data.write_text("\n".join(lines[5:7]) + "\n")
+    cfg = TaskBenchConfig(
+        task="gsm8k",
+        limit=5,
+        methods=("ar", "seed"),
+        search=SearchConfig(k=2, b=1, depth=1),
+        max_new_tokens=4,
+        dtype="float64",
+        draft_dtype="float64",
+        sampling=EngineConfig(temperature=0.8, seed=3),
+        data=str(data),
+    )
+    report = run_task_bench(tiny_pair(seed=0, context=4096), cfg, progress=False)
+    assert len(report["examples"]) == 2  # the file's two problems, not the bundled 1319
+    assert all(row["same_tree_as_ar"] is None for row in report["median"].values())
+    assert report["config"]["sampling"]["temperature"] == 0.8
+    assert "T=0.8" in markdown_table(report)
+    with pytest.raises(SeedtreeError, match="no gsm8k problems from index 2"):
+        run_task_bench(tiny_pair(seed=0, context=4096), replace(cfg, start=2), progress=False)

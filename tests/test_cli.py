@@ -3,19 +3,17 @@
 import json
 
 import pytest
+from conftest import save_pair_folders
 
 from seedtree.cli import main
-from seedtree.models.tiny import char_tokenizer, tiny_pair
+from seedtree.models.tiny import char_tokenizer
 
 
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """A tiny pair saved as two local model folders (context 64), plus one with another vocab."""
     root = tmp_path_factory.mktemp("models")
-    pair = tiny_pair(seed=3, context=64)
-    for name, model in (("draft", pair.draft), ("target", pair.target)):
-        model.save_pretrained(root / name)
-        pair.tokenizer.save_pretrained(root / name)
+    pair = save_pair_folders(root, seed=3, context=64)
     other = char_tokenizer()
     other.add_tokens(["<extra>"])
     pair.draft.save_pretrained(root / "other")

@@ -4,6 +4,7 @@ Ctrl-C, and bad input as one-line errors."""
 import json
 
 import pytest
+from conftest import save_pair_folders
 
 from seedtree.cli import main
 from seedtree.models.tiny import tiny_pair
@@ -15,10 +16,7 @@ from seedtree.tasks import get_task
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    pair = tiny_pair(seed=0, context=4096)
-    for name, model in (("draft", pair.draft), ("target", pair.target)):
-        model.save_pretrained(root / name)
-        pair.tokenizer.save_pretrained(root / name)
+    save_pair_folders(root, seed=0, context=4096)
     return root
 
 
@@ -108,6 +106,10 @@ def test_ctrl_c_keeps_finished_problems(tmp_path):
         (["solve", "--data", "/nonexistent.jsonl"], "does not exist"),
         (["run", "--out", "x", "--limit", "0"], "--limit must be >= 1"),
         (["run", "--out", "x", "--start", "5000"], "--start 5000 is out of range"),
+        (["bench", "--start", "5000"], "--start 5000 is out of range"),
+        (["bench", "--methods", "ar fast"], "unknown method 'fast' in --methods"),
+        (["bench", "--data", "/nonexistent.jsonl"], "does not exist"),
+        (["bench", "--repeat", "0"], "--repeat must be >= 1"),
     ],
 )
 def test_bad_input_is_one_line(folders, capsys, extra, message):

@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--methods", default=None, help="space-separated (default: all eight)")
     bench.add_argument("--repeat", type=int, default=1, help="timed passes after one warm-up")
     bench.add_argument("--out", type=Path, default=Path("bench"))
-    _add_tree_args(bench)
+    _add_tree_args(bench, method=False)
 
     solve = sub.add_parser("solve", help="build the reasoning tree of one problem")
     solve.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
@@ -164,13 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_tree_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by `solve` and `run`: data, engine, sampling, search, models."""
+def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
+    """Options shared by `solve`, `run` and `bench` (which takes `--methods` instead of
+    `--method`): data, engine, sampling, search, models."""
     from seedtree.search.config import ALGORITHMS
     from seedtree.search.engine import SEARCH_METHODS
 
     p.add_argument("--data", type=Path, help="a JSONL file in the task's format (default: bundled)")
-    p.add_argument("--method", default="seed-batched", choices=list(SEARCH_METHODS))
+    if method:
+        p.add_argument("--method", default="seed-batched", choices=list(SEARCH_METHODS))
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--top-p", type=float, default=1.0)
@@ -410,7 +412,7 @@ def _tree_configs(args) -> tuple:
         threshold=args.threshold,
     )
     engine = EngineConfig(
-        method=args.method,
+        method=getattr(args, "method", "seed-batched"),
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
@@ -491,8 +493,13 @@ def cmd_bench(args) -> int:
             f"unknown method '{unknown[0] if unknown else ''}' in --methods: "
             f"choose from {', '.join(SEARCH_METHODS)}"
         )
-    if args.limit < 1 or args.repeat < 1:
-        raise SeedtreeError("--limit and --repeat must be >= 1")
+    if args.limit < 1 or args.repeat < 1 or args.start < 0:
+        raise SeedtreeError("--limit and --repeat must be >= 1 and --start >= 0")
+    n_problems = len(get_task(args.task).load(args.data))  # checks --data before models load
+    if args.start >= n_problems:
+        raise SeedtreeError(
+            f"--start {args.start} is out of range: {args.task} has {n_problems} problems"
+        )
     cfg = TaskBenchConfig(
         task=args.task,
         limit=args.limit,
@@ -505,6 +512,8 @@ def cmd_bench(args) -> int:
         k_config=spec.k_config,
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
+        sampling=engine,
+        data=str(args.data) if args.data else None,
     )
     report = run_task_bench(_llm(args).models, cfg, out=args.out)
     print(markdown_table(report))

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seedtree.bench.stats import median_rows
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.llm import LLM
 from seedtree.scheduling import MANY_METHODS, Request, generate_many, save_gantt
@@ -90,18 +91,8 @@ def run_many_bench(
             for m, run in runs.items():
                 run.trace.save(out / f"trace_{kind}_{cfg.dtype}_{m}.json")
                 save_gantt(run.trace, out / f"gantt_{kind}_{cfg.dtype}_{m}.png")
-        report["workloads"][kind] = {"median": _median(passes), "passes": passes}
+        report["workloads"][kind] = {"median": median_rows(passes), "passes": passes}
     return report
-
-
-def _median(passes: list[dict]) -> dict:
-    out = {}
-    for m in passes[0]:
-        out[m] = {}
-        for key, value in passes[0][m].items():
-            values = [p[m][key] for p in passes]
-            out[m][key] = all(values) if isinstance(value, bool) else statistics.median(values)
-    return out
 
 
 def markdown_tables(report: dict) -> str:
