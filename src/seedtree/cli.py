@@ -484,7 +484,7 @@ def cmd_bench(args) -> int:
     from seedtree.search.engine import SEARCH_METHODS
     from seedtree.tasks import get_task
 
-    get_task(args.task)
+    task = get_task(args.task)
     search, engine, spec = _tree_configs(args)
     methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS
     unknown = [m for m in methods if m not in SEARCH_METHODS]
@@ -495,7 +495,7 @@ def cmd_bench(args) -> int:
         )
     if args.limit < 1 or args.repeat < 1 or args.start < 0:
         raise SeedtreeError("--limit and --repeat must be >= 1 and --start >= 0")
-    n_problems = len(get_task(args.task).load(args.data))  # checks --data before models load
+    n_problems = len(task.load(args.data))  # checks --data before models load
     if args.start >= n_problems:
         raise SeedtreeError(
             f"--start {args.start} is out of range: {args.task} has {n_problems} problems"

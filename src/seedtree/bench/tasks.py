@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
-from transformers import DynamicCache
 
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SpecConfig
+from seedtree.decoding.batched import batch_cache
 from seedtree.decoding.kv import KVSequence
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
@@ -119,13 +119,7 @@ def _shared_prompt_s(target, prompt: list[int], outputs: list[list[int]]) -> flo
     t = time.perf_counter()
     kv = KVSequence(target, target.config.vocab_size)
     kv.forward(prompt)
-    cache = DynamicCache(config=target.config)
-    for i, layer in enumerate(kv.cache.layers):  # [1, H, P, D] -> [n, H, P, D]
-        cache.update(
-            layer.keys.expand(len(outputs), -1, -1, -1).contiguous(),
-            layer.values.expand(len(outputs), -1, -1, -1).contiguous(),
-            i,
-        )
+    cache = batch_cache([kv] * len(outputs), kv.length)  # [n, H, P, D] per layer
     ids, mask = _padded(outputs, prefix=len(prompt))
     target(input_ids=ids, attention_mask=mask, cache=cache, use_cache=True, logits_to_keep=1)
     return time.perf_counter() - t
@@ -153,9 +147,9 @@ def teacher_forced_s(pair: ModelPair, trees) -> float:
                 if distinct:
                     total += _distinct_s(pair.target, distinct)
                 for p, outs in groups.items():
-                    outs = [o for o in outs if o]
-                    if len(groups[p]) > 1 and outs:
-                        total += _shared_prompt_s(pair.target, list(p), outs)
+                    scored = [o for o in outs if o]  # an empty output adds nothing to score
+                    if len(outs) > 1 and scored:
+                        total += _shared_prompt_s(pair.target, list(p), scored)
     return total
 
 

@@ -32,7 +32,7 @@ def _kv_shape(model) -> tuple[int, int]:
     return cfg.num_key_value_heads, head_dim
 
 
-def _batch_cache(seqs: list[KVSequence], l_max: int) -> DynamicCache:
+def batch_cache(seqs: list[KVSequence], l_max: int) -> DynamicCache:
     """Left-aligned, zero-padded copy of every sequence's cache: per layer [B, H, L_max, D]."""
     model = seqs[0].model
     cache = DynamicCache(config=model.config)
@@ -78,7 +78,7 @@ def verify_batch(branches: list[Branch]) -> None:
             ~mask, torch.finfo(branches[0].p.model.dtype).min
         )
     # 2) one forward of p for all branches
-    cache = _batch_cache(seqs, l_max)
+    cache = batch_cache(seqs, l_max)
     model = branches[0].p.model
     out = model(
         input_ids=ids,
