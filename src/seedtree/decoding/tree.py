@@ -115,6 +115,23 @@ def walk_greedy(tree: TokenTree, p_argmax: list[int]) -> tuple[list[int], Verdic
         node = child
 
 
+def residual(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """p, q [V] -> norm(max(0, p - q)): where a token is drawn from after a rejection. When a
+    draw from q was rejected, p - q has positive mass; the guard is for round-off only."""
+    r = (p - q).clamp_min(0.0)
+    mass = r.sum()
+    return r / mass if mass > 0 else p
+
+
+def without(q: torch.Tensor, x: int) -> torch.Tensor:
+    """q [V] with token x removed and renormalised: the distribution of the next candidate drawn
+    without replacement."""
+    q = q.clone()
+    q[x] = 0.0
+    mass = q.sum()
+    return q / mass if mass > 0 else q
+
+
 def walk_sampling(
     tree: TokenTree, p: torch.Tensor, replacement: bool, gen: torch.Generator
 ) -> tuple[list[int], Verdict]:
@@ -129,13 +146,9 @@ def walk_sampling(
             if r * q_node[x] <= p_node[x]:  # accept with probability min(1, p(x)/q(x))
                 accepted = child
                 break
-            residual = (p_node - q_node).clamp_min(0.0)
-            if residual.sum() > 0:
-                p_node = residual / residual.sum()
+            p_node = residual(p_node, q_node)
             if not replacement:
-                q_node[x] = 0.0
-                if q_node.sum() > 0:
-                    q_node = q_node / q_node.sum()
+                q_node = without(q_node, x)
         if accepted is None:
             return path, Verdict(len(path), sample(p_node, gen))
         path.append(accepted)
