@@ -4,12 +4,14 @@ import torch
 from seedtree.models.tiny import tiny_pair
 
 torch.set_num_threads(1)
+# the tiny-model suite runs on a GPU where there is one
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @pytest.fixture(scope="session")
 def pair():
     """Tiny float64 target p and draft q (q = p with weight noise), character tokenizer."""
-    return tiny_pair(seed=0)
+    return tiny_pair(seed=0, device=DEVICE)
 
 
 def save_pair_folders(root, seed: int, context: int):

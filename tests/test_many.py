@@ -10,9 +10,10 @@ from test_engines import chi2_pvalue, target_marginals
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
 from seedtree.decoding.check import find_divergence
+from seedtree.engine import METHODS as MANY_METHODS
+from seedtree.engine import Request, expand_requests, generate_many
 from seedtree.errors import SeedtreeError
 from seedtree.models.tiny import CHARS
-from seedtree.scheduling import MANY_METHODS, Request, expand_requests, generate_many
 
 
 def prompts_for(pair, n, seed):
@@ -43,7 +44,11 @@ def test_same_prompt_n_samples_share_the_prefill(pair):
     requests = expand_requests(
         [ids], SamplingParams(max_new_tokens=20, n=3, seed=5, temperature=1.0)
     )
-    assert [r.params.seed for r in requests] == [5, 6, 7]
+    seeds = [r.params.seed for r in requests]
+    assert seeds[0] == 5 and len(set(seeds)) == 3
+    # seeds are hashed, not added: seed 6's samples share none with seed 5's
+    others = expand_requests([ids], SamplingParams(max_new_tokens=20, n=3, seed=6))
+    assert not set(seeds) & {r.params.seed for r in others}
     run = generate_many(pair, requests, "seed-batched")
     # prefill computed once: the other branches copied the first one's caches
     forwards = [r.stats.target_forwards - r.stats.rounds for r in run.results]
@@ -97,14 +102,14 @@ def test_cancelled_branch_reports_cancelled(pair):
 def test_failing_branch_is_isolated(pair, monkeypatch):
     from seedtree.decoding import branch as branch_mod
 
-    original = branch_mod.Branch.draft
+    original = branch_mod.Branch.round_shape
 
     def flaky(self):
         if self.index == 0 and self.stats.rounds == 2:
             raise RuntimeError("simulated drafter crash")
         return original(self)
 
-    monkeypatch.setattr(branch_mod.Branch, "draft", flaky)
+    monkeypatch.setattr(branch_mod.Branch, "round_shape", flaky)
     prompts = prompts_for(pair, 3, seed=4)
     requests = [Request(ids, SamplingParams(max_new_tokens=30, ignore_eos=True)) for ids in prompts]
     for method in ("seed", "seed-batched"):
@@ -114,6 +119,54 @@ def test_failing_branch_is_isolated(pair, monkeypatch):
         assert run.stats.errors == 1
         for r, req in zip(run.results[1:], requests[1:], strict=True):
             assert r.token_ids == generate_ar(pair, req.prompt_ids, req.params).token_ids
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar"])
+def test_failed_batched_verification_costs_only_the_failing_branch(pair, monkeypatch, method):
+    """Regression (issue #12): a batched verification that fails is redone branch by branch;
+    branches verified alone must not fail because the batch did, and a branch that fails in its
+    own commit fails alone."""
+    from seedtree.decoding import batch as batch_mod
+    from seedtree.decoding import branch as branch_mod
+
+    forward, accept = batch_mod.RaggedBatch.forward, branch_mod.Branch.accept
+    calls = {"n": 0}
+
+    def batch_fails_once(self, feeds):
+        if self.model is pair.target and len(self.seqs) > 1:
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise RuntimeError("simulated batched forward failure")
+        return forward(self, feeds)
+
+    def accept_fails(self, path, verdict):
+        if self.index == 1 and self.stats.rounds == 3:
+            raise RuntimeError("simulated commit failure")
+        return accept(self, path, verdict)
+
+    monkeypatch.setattr(batch_mod.RaggedBatch, "forward", batch_fails_once)
+    monkeypatch.setattr(branch_mod.Branch, "accept", accept_fails)
+    prompts = prompts_for(pair, 3, seed=8)
+    requests = [Request(ids, SamplingParams(max_new_tokens=25, ignore_eos=True)) for ids in prompts]
+    run = generate_many(pair, requests, method)
+    assert calls["n"] >= 3
+    assert run.results[1].finish_reason == "error" and "commit failure" in run.results[1].error
+    for i in (0, 2):
+        ar = generate_ar(pair, requests[i].prompt_ids, requests[i].params)
+        assert run.results[i].token_ids == ar.token_ids and run.results[i].error is None
+
+
+def test_one_token_prompt_with_one_new_token(pair):
+    """Regression (issue #12): a 1-token prompt with max_new_tokens=1 crashed every
+    branch-based method (nothing was ever fed to the draft cache)."""
+    params = SamplingParams(max_new_tokens=1, ignore_eos=True)
+    expected = generate_ar(pair, [7], params).token_ids
+    for method in MANY_METHODS:
+        if method == "hf-assisted":
+            continue
+        run = generate_many(pair, [Request([7], params)], method)
+        assert run.results[0].error is None, (method, run.results[0].error)
+        assert run.results[0].token_ids == expected, method
 
 
 def test_bad_many_input(pair):

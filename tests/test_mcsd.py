@@ -9,6 +9,7 @@ from scipy.stats import chisquare
 from test_engines import chi2_pvalue, target_marginals
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd
+from seedtree.decoding.batch import RaggedBatch
 from seedtree.decoding.check import find_divergence
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.tree import TokenTree, walk_sampling
@@ -25,21 +26,24 @@ def random_tree(rng, root, k_config, vocab):
 
 
 @pytest.mark.parametrize("k_config", [(2, 1, 1), (2, 2, 1), (3, 2)])
-def test_tree_masked_forward_equals_each_path_alone(pair, k_config):
+@pytest.mark.parametrize("rows", [1, 3])
+def test_tree_masked_forward_equals_each_path_alone(pair, k_config, rows):
+    """One ragged batched forward over token trees (rows with different prefix lengths) scores
+    every node exactly as its root-to-node path run alone."""
     rng = random.Random(sum(k_config))
-    prompt = encode(pair, "tree attention check")
-    tree = random_tree(rng, prompt[-1], k_config, pair.vocab_size)
+    prompts = [encode(pair, "tree attention check"[: 20 - 5 * r]) for r in range(rows)]
+    trees = [random_tree(rng, p[-1], k_config, pair.vocab_size) for p in prompts]
     for model in (pair.target, pair.draft):
-        lm = KVSequence(model, pair.vocab_size)
-        lm.forward(prompt[:-1])
-        root_pos = len(prompt) - 1
-        nodes = list(range(len(tree)))
-        positions = [root_pos + tree.depths[i] for i in nodes]
-        logits = lm.forward_tree(tree.tokens, positions, tree.ancestors_mask(nodes))  # [N+1, V]
-        for node in nodes:
-            path_ids = prompt + [tree.tokens[i] for i in tree.path(node)]
-            alone = KVSequence(model, pair.vocab_size).forward(path_ids)[-1]
-            assert (logits[node] - alone).abs().max() < 1e-9
+        seqs = [KVSequence(model, pair.vocab_size) for _ in prompts]
+        for seq, prompt in zip(seqs, prompts, strict=True):
+            seq.forward(prompt[:-1])
+        batch = RaggedBatch(seqs)
+        logits = batch.forward({r: (t.tokens, t.parents) for r, t in enumerate(trees)})
+        for r, (prompt, tree) in enumerate(zip(prompts, trees, strict=True)):
+            for node in range(len(tree)):
+                path_ids = prompt + [tree.tokens[i] for i in tree.path(node)]
+                alone = KVSequence(model, pair.vocab_size).forward(path_ids)[-1]
+                assert (logits[r][node] - alone).abs().max() < 1e-9
 
 
 K_CONFIGS = [(1, 1, 1), (2, 1, 1), (2, 2, 1), (3, 1)]

@@ -15,8 +15,9 @@ import torch
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd, generate_sd
 from seedtree.decoding.check import find_divergence
+from seedtree.engine import METHODS as MANY_METHODS
+from seedtree.engine import Request, generate_many
 from seedtree.llm import LLM
-from seedtree.scheduling import MANY_METHODS, Request, generate_many
 from seedtree.tasks import gsm8k
 
 pytestmark = pytest.mark.real_model

@@ -1,11 +1,31 @@
-"""Speculative sampling rules: hand-written accept/reject cases and a distribution test."""
+"""The accept rule on chains (SD's case of `tree.walk`): hand-written accept/reject cases and a
+distribution test."""
 
 import pytest
 import torch
 from scipy.stats import chisquare
 
 from seedtree.decoding.params import SamplingParams
-from seedtree.decoding.sampling import greedy_verify, probs_from_logits, speculative_verify
+from seedtree.decoding.sampling import probs_from_logits
+from seedtree.decoding.tree import TokenTree, walk_greedy, walk_sampling
+
+
+def chain(drafts, q=None) -> TokenTree:
+    """A chain of draft tokens below a root; q [gamma, V]: the draft distribution at each."""
+    tree, node = TokenTree.root(0), 0
+    for i, x in enumerate(drafts):
+        if q is not None:
+            tree.q[node] = q[i]
+        node = tree.add_child(node, x)
+    return tree
+
+
+def greedy_verify(p_argmax, drafts):
+    return walk_greedy(chain(drafts), p_argmax)[1]
+
+
+def speculative_verify(p, q, drafts, gen):
+    return walk_sampling(chain(drafts, q), p, False, gen)[1]
 
 
 def test_greedy_verify_accepts_matching_prefix_then_emits_target_argmax():

@@ -3,8 +3,8 @@ BFS and DFS; JSON round trip; the level structure the scheduler sees."""
 
 import pytest
 
+from seedtree.engine import METHODS as MANY_METHODS
 from seedtree.models.tiny import tiny_pair
-from seedtree.scheduling import MANY_METHODS
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
 from seedtree.tasks import get_task
 from seedtree.tasks.blocksworld import Blocksworld, plan_of

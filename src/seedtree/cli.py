@@ -8,8 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from seedtree.engine import METHODS
 from seedtree.errors import SeedtreeError
-from seedtree.scheduling import MANY_METHODS as MANY_METHODS_CLI
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -29,6 +29,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
         choices=["int8", "float32", "bfloat16"],
         help="draft precision; changes speed and acceptance, never the output",
     )
+    g.add_argument(
+        "--device", default="cpu", help="cpu (default) or cuda[:N] (then --draft-dtype bfloat16)"
+    )
 
 
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
@@ -38,7 +41,14 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None)
-    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round (sd)")
+    g.add_argument(
+        "--gamma", type=int, default=4, help="draft tokens per round at most (sd and friends)"
+    )
+    g.add_argument(
+        "--fixed-gamma",
+        action="store_true",
+        help="draft exactly gamma tokens every round (default: adaptive, 0..gamma from alpha)",
+    )
     g.add_argument(
         "--k-config",
         default="2,1,1",
@@ -78,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     gen = sub.add_parser("generate", help="decode prompts with any method")
-    gen.add_argument("--method", default="sd", choices=list(MANY_METHODS_CLI))
+    gen.add_argument("--method", default="sd", choices=list(METHODS))
     source = gen.add_mutually_exclusive_group(required=True)
     source.add_argument("--prompt")
     source.add_argument(
@@ -107,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="one GSM8K tree with ar and seed-batched, side by side")
     demo.add_argument("--index", type=int, default=0, help="GSM8K test problem index")
-    demo.add_argument("--method", default="seed-batched", choices=list(MANY_METHODS_CLI))
+    demo.add_argument("--method", default="seed-batched", choices=list(METHODS))
     demo.add_argument("--k", type=int, default=3)
     demo.add_argument("--b", type=int, default=1)
     demo.add_argument("--depth", type=int, default=2)
@@ -133,10 +143,19 @@ def build_parser() -> argparse.ArgumentParser:
     many.add_argument("--gamma", type=int, default=4)
     many.add_argument("--k-config", default="2,1,1")
     many.add_argument("--repeat", type=int, default=3)
-    many.add_argument("--methods", default=" ".join(MANY_METHODS_CLI))
+    many.add_argument("--methods", default=" ".join(METHODS))
     many.add_argument("--workloads", default="same different")
     many.add_argument("--out", type=Path, default=Path("bench"))
     _add_model_args(many)
+
+    arr = sub.add_parser("bench-arrivals", help="requests arriving over time: step engine")
+    arr.add_argument("--n", type=int, default=12, help="requests")
+    arr.add_argument("--interval", type=float, default=2.0, help="seconds between arrivals")
+    arr.add_argument("--max-new-tokens", type=int, default=128)
+    arr.add_argument("--gamma", type=int, default=4)
+    arr.add_argument("--repeat", type=int, default=3)
+    arr.add_argument("--out", type=Path, default=Path("bench"))
+    _add_model_args(arr)
 
     bench = sub.add_parser("bench", help="every method builds the same trees, side by side")
     bench.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
@@ -178,7 +197,10 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     g.add_argument("--top-p", type=float, default=1.0)
     g.add_argument("--seed", type=int, default=0, help="base seed of every sampled call")
     g.add_argument("--max-new-tokens", type=int, help="cap on every call's token budget")
-    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round")
+    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
+    g.add_argument(
+        "--fixed-gamma", action="store_true", help="always draft gamma (no adaptive speculation)"
+    )
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
     s = p.add_argument_group("search")
     s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")
@@ -203,7 +225,10 @@ def _sampling(args) -> tuple:
         seed=args.seed,
     )
     return params, SpecConfig(
-        gamma=args.gamma, k_config=parse_k_config(args.k_config), replacement=args.with_replacement
+        gamma=args.gamma,
+        k_config=parse_k_config(args.k_config),
+        replacement=args.with_replacement,
+        adaptive=not args.fixed_gamma,
     )
 
 
@@ -226,6 +251,7 @@ def _llm(args, progress: bool = True):
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
         progress=progress,
+        device=args.device,
     )
 
 
@@ -372,9 +398,9 @@ def cmd_bench_many(args) -> int:
     from seedtree.bench.many import ManyBenchConfig, markdown_tables, run_many_bench, save_report
 
     methods = tuple(m for m in args.methods.split() if m)
-    unknown = [m for m in methods if m not in MANY_METHODS_CLI]
+    unknown = [m for m in methods if m not in METHODS]
     if unknown or "ar" not in methods:
-        raise SeedtreeError(f"--methods must include ar and only {', '.join(MANY_METHODS_CLI)}")
+        raise SeedtreeError(f"--methods must include ar and only {', '.join(METHODS)}")
     if args.n < 1 or args.repeat < 1:
         raise SeedtreeError("--n and --repeat must be >= 1")
     cfg = ManyBenchConfig(
@@ -391,6 +417,31 @@ def cmd_bench_many(args) -> int:
     report = run_many_bench(_llm(args), cfg, out=args.out)
     save_report(report, args.out / f"many_{args.dtype}.json")
     print(markdown_tables(report))
+    return 0
+
+
+def cmd_bench_arrivals(args) -> int:
+    import json
+
+    from seedtree.bench.arrivals import ArrivalsBenchConfig, markdown_table, run_arrivals_bench
+
+    if args.n < 1 or args.repeat < 1 or args.max_new_tokens < 1:
+        raise SeedtreeError("--n, --repeat and --max-new-tokens must be >= 1")
+    if not 0 <= args.interval <= 3600:
+        raise SeedtreeError(f"--interval must be in [0, 3600] seconds, got {args.interval}")
+    cfg = ArrivalsBenchConfig(
+        n=args.n,
+        interval_s=args.interval,
+        max_new_tokens=args.max_new_tokens,
+        gamma=args.gamma,
+        repeat=args.repeat,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = run_arrivals_bench(_llm(args), cfg)
+    (args.out / f"arrivals_{args.dtype}.json").write_text(json.dumps(report, indent=1))
+    print(markdown_table(report))
     return 0
 
 
@@ -418,7 +469,9 @@ def _tree_configs(args) -> tuple:
         seed=args.seed,
         max_new_tokens=args.max_new_tokens,
     )
-    spec = SpecConfig(gamma=args.gamma, k_config=parse_k_config(args.k_config))
+    spec = SpecConfig(
+        gamma=args.gamma, k_config=parse_k_config(args.k_config), adaptive=not args.fixed_gamma
+    )
     return search, engine, spec
 
 
@@ -530,6 +583,7 @@ COMMANDS = {
     "demo": cmd_demo,
     "bench-decode": cmd_bench_decode,
     "bench-many": cmd_bench_many,
+    "bench-arrivals": cmd_bench_arrivals,
 }
 
 

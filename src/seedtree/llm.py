@@ -7,8 +7,9 @@ llm = LLM("qwen2.5-coder", dtype="bfloat16")
 
 from __future__ import annotations
 
-from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
+from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
+from seedtree.engine import ManyResult, PrefixCache, expand_requests, generate_many, get_method
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, load_pair
 
@@ -24,11 +25,16 @@ class LLM:
         draft_dtype: str | None = "int8",
         models: ModelPair | None = None,
         progress: bool = True,
+        cache_mb: float = 1024.0,
+        device: str = "cpu",
     ) -> None:
-        self.last_run = None  # the ManyResult of the last many-request generate()
+        self.last_run: ManyResult | None = None  # the trace and stats of the last generate()
         self.models = models or load_pair(
             pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress
         )
+        if device != "cpu":
+            self.models.to(device)
+        self.prefix_cache = PrefixCache(cache_mb)  # KV of prompt prefixes, across calls
 
     @property
     def tokenizer(self):
@@ -47,49 +53,35 @@ class LLM:
         spec: SpecConfig | None = None,
         chat: bool = False,
     ) -> list[GenerationResult]:
-        """`params.n` results per prompt, in prompt order. Single-request methods ("ar", "sd",
-        "mcsd") with n = 1 decode prompt by prompt; any many-request method ("batched-ar",
-        "seed", "mcsd-seed", "seed-batched") or n > 1 goes through `generate_many`, whose trace
-        and stats are kept in `self.last_run`."""
-        from seedtree.scheduling import MANY_METHODS
-
-        params = params or SamplingParams()
-        spec = spec or SpecConfig()
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-        if not prompts:
-            raise SeedtreeError("no prompts: pass at least one prompt")
-        if method not in MANY_METHODS:
-            raise SeedtreeError(
-                f"unknown method '{method}': choose one of {', '.join(MANY_METHODS)}"
-            )
-        if method not in ENGINES or params.n > 1:
-            return self.generate_many(prompts, params, method=method, spec=spec, chat=chat).results
-        results = []
-        for prompt in prompts:
-            ids = self.encode(prompt, chat=chat)
-            result = ENGINES[method](self.models, ids, params, spec)
-            result.prompt = prompt
-            results.append(result)
-        return results
+        """`params.n` results per prompt, in prompt order, all as one run of `method` (any
+        registered method; its trace and stats are kept in `self.last_run`)."""
+        return self.generate_many(prompts, params, method=method, spec=spec, chat=chat).results
 
     def generate_many(
         self,
-        prompts: list[str],
+        prompts: str | list[str],
         params: SamplingParams | None = None,
         *,
         method: str = "seed-batched",
         spec: SpecConfig | None = None,
         chat: bool = False,
         cancelled: set[int] | None = None,
-    ):
+    ) -> ManyResult:
         """All prompts (x params.n samples) as one many-request run; returns the `ManyResult`
         (results in prompt order, the timeline trace, run stats), also kept in `last_run`."""
-        from seedtree.scheduling import expand_requests, generate_many
-
+        get_method(method)
         params = params or SamplingParams()
+        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        if not prompts:
+            raise SeedtreeError("no prompts: pass at least one prompt")
         ids = [self.encode(p, chat=chat) for p in prompts]
         self.last_run = generate_many(
-            self.models, expand_requests(ids, params), method, spec, cancelled=cancelled
+            self.models,
+            expand_requests(ids, params),
+            method,
+            spec,
+            cancelled=cancelled,
+            prefix_cache=self.prefix_cache,
         )
         for i, result in enumerate(self.last_run.results):
             result.prompt = prompts[i // params.n]

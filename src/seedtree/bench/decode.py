@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
+from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.check import block_noise, find_divergence
 from seedtree.decoding.result import GenerationResult
+from seedtree.engine import METHODS, Request, generate_many
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
 from seedtree.tasks import gsm8k
@@ -39,8 +40,8 @@ class DecodeBenchConfig:
 def parse_method(name: str, gamma: int) -> tuple[str, SpecConfig]:
     """'mcsd:2,1,1' -> ("mcsd", SpecConfig(k_config=(2, 1, 1))); 'sd' -> ("sd", gamma)."""
     method, _, shape = name.partition(":")
-    if method not in ENGINES:
-        raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(ENGINES)}")
+    if method not in METHODS:
+        raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
     if method == "mcsd" and shape:
         try:
             k_config = tuple(int(k) for k in shape.split(","))
@@ -67,7 +68,8 @@ def _one_pass(llm, prompts, params, variants) -> dict[str, list[GenerationResult
     out: dict[str, list[GenerationResult]] = {name: [] for name in variants}
     for ids in prompts:
         for name, (method, spec) in variants.items():
-            out[name].append(ENGINES[method](llm.models, ids, params, spec))
+            run = generate_many(llm.models, [Request(ids, params)], method, spec)
+            out[name].append(run.results[0])
     return out
 
 

@@ -19,8 +19,10 @@ from tqdm.auto import tqdm
 
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.engine import METHODS, Request, generate_many
 from seedtree.llm import LLM
-from seedtree.scheduling import MANY_METHODS, Request, generate_many, save_gantt
+from seedtree.models.loader import has_chat_template
+from seedtree.scheduling import save_gantt
 from seedtree.tasks import gsm8k
 
 
@@ -33,7 +35,7 @@ class ManyBenchConfig:
     repeat: int = 3
     dtype: str = "bfloat16"
     draft_dtype: str = "int8"
-    methods: tuple[str, ...] = MANY_METHODS
+    methods: tuple[str, ...] = tuple(m for m in METHODS if m != "hf-assisted")
     workloads: tuple[str, ...] = ("same", "different")
 
 
@@ -41,8 +43,9 @@ def workload_requests(llm: LLM, kind: str, n: int, max_new_tokens: int) -> list[
     problems = gsm8k.load_problems()
     chosen = [problems[0]] * n if kind == "same" else problems[:n]
     params = SamplingParams(max_new_tokens=max_new_tokens)
+    chat = has_chat_template(llm.models)
     return [
-        Request(llm.encode(gsm8k.subquestion_prompt(p.question), chat=True), params) for p in chosen
+        Request(llm.encode(gsm8k.subquestion_prompt(p.question), chat=chat), params) for p in chosen
     ]
 
 

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SpecConfig
-from seedtree.decoding.batched import batch_cache
+from seedtree.decoding.batch import batch_cache
 from seedtree.decoding.kv import KVSequence
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair

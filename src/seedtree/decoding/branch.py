@@ -1,11 +1,16 @@
-"""One branch of a many-request run: a request's speculative state, split into steps a scheduler
-can interleave across branches and threads.
+"""A branch: one request being decoded, with its speculative state.
 
-A *branch* is one request being decoded. Each round it *drafts* (q grows a token tree: a chain of
-gamma tokens for SD, the k_config tree for MCSD) and is then *verified* (p scores the tree and
-the walk accepts a path), either alone (`verify`) or batched with other branches
-(`seedtree.decoding.batched.verify_batch`). The draft cache is touched only by `draft`, the target
-cache only by verification, so a branch's drafting may overlap another branch's verification.
+Vocabulary (used across `decoding/` and `engine/`):
+  - request: a prompt and its `SamplingParams`; a *branch* is one request in flight;
+  - draft: the token tree q proposes for a branch in one *round* (a chain of gamma tokens for SD,
+    the k_config tree for MCSD, the root alone for plain decoding);
+  - verification: one target forward over the tree, then the accept rule (`tree.walk`):
+    *accepted* draft tokens, then one *recovered* (after a rejection) or *bonus* token.
+
+Cache invariant between rounds: the target's cache `p` holds every committed token but the last
+(the *pending* token, the root of the next tree); the draft's cache `q` holds a prefix of the
+committed tokens (the draft sees the rest at its next round). The branch owns both caches and its
+sequence; batch code only feeds and scores (`decoding.speculative`).
 """
 
 from __future__ import annotations
@@ -13,14 +18,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-import torch
-
+from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult
-from seedtree.decoding.sampling import Verdict, make_generator, probs_from_logits
+from seedtree.decoding.sampling import Verdict, make_generator
 from seedtree.decoding.sequence import Sequence
-from seedtree.decoding.tree import TokenTree, choose_children, walk_greedy, walk_sampling
+from seedtree.decoding.tree import TokenTree
 from seedtree.models.loader import ModelPair
 
 
@@ -32,95 +36,36 @@ class Request:
     params: SamplingParams
 
 
-def _expand(
-    tree: TokenTree,
-    node: int,
-    logits: torch.Tensor,
-    k: int,
-    params: SamplingParams,
-    spec: SpecConfig,
-    gen: torch.Generator,
-) -> None:
-    """Add k children below `node`, drawn from q (logits [V]) at that node."""
-    probs = None if params.greedy else probs_from_logits(logits, params)
-    if probs is not None:
-        tree.q[node] = probs
-    for token in choose_children(logits, k, params.greedy, probs, spec.replacement, gen):
-        tree.add_child(node, token)
-
-
-def draft_tree(
-    q: KVSequence,
-    seq: Sequence,
-    k_config: tuple[int, ...],
-    params: SamplingParams,
-    spec: SpecConfig,
-    gen: torch.Generator,
-) -> tuple[TokenTree, int]:
-    """len(k_config) draft forwards. Returns the tree and the draft cache length before it."""
-    tree = TokenTree.root(seq.tokens[-1])
-    # level 0: the committed tokens the draft has not seen (1 or 2), causally
-    logits = q.forward(seq.tokens[q.length :])[-1]
-    _expand(tree, 0, logits, k_config[0], params, spec, gen)
-    # tree positions in the draft's cache: the root is the last committed token (cached now)
-    base = q.length
-    root_pos = len(seq.tokens) - 1
-    for depth in range(1, len(k_config)):
-        nodes = tree.level(depth)
-        # each node sees the prefix (which ends with the root) and its fed ancestors + itself
-        mask = tree.ancestors_mask(nodes)[:, 1 : nodes[-1] + 1]  # [n, nodes fed so far]
-        logits = q.forward_tree(
-            [tree.tokens[i] for i in nodes], [root_pos + depth] * len(nodes), mask
-        )  # [n, V]
-        for row, node in enumerate(nodes):
-            _expand(tree, node, logits[row], k_config[depth], params, spec, gen)
-    return tree, base
-
-
-def verify_tree(
-    p: KVSequence,
-    tree: TokenTree,
-    root_pos: int,
-    params: SamplingParams,
-    spec: SpecConfig,
-    gen: torch.Generator,
-):
-    """ONE target forward over the root and every tree node; then the verification walk."""
-    nodes = list(range(len(tree)))
-    positions = [root_pos + tree.depths[i] for i in nodes]
-    logits = p.forward_tree(tree.tokens, positions, tree.ancestors_mask(nodes))  # [N+1, V]
-    if params.greedy:
-        return walk_greedy(tree, logits.argmax(-1).tolist())
-    return walk_sampling(tree, probs_from_logits(logits, params), spec.replacement, gen)
-
-
 class Branch:
     def __init__(
         self,
         index: int,
         pair: ModelPair,
         request: Request,
-        k_config: tuple[int, ...],
         spec: SpecConfig,
+        shape: tuple[int, ...],
         method: str,
     ) -> None:
+        """`shape`: the method's draft tree, children per depth ((1,)*gamma: a chain; the
+        k_config: MCSD; (): no draft, plain decoding)."""
         self.index = index
-        self.pair = pair
         self.params = request.params
         self.spec = spec
-        self.k_config = k_config  # (1,) * gamma for SD
+        self.shape = shape
         self.seq = Sequence(
             request.prompt_ids, request.params, pair.tokenizer, pair.eos_token_ids, pair.max_context
         )
         self.gen = make_generator(request.params.seed)
         self.p = KVSequence(pair.target, pair.vocab_size)
-        self.q = KVSequence(pair.draft, pair.vocab_size)
-        self.stats = DecodeStats(method=method)
+        self.q = KVSequence(pair.draft, pair.vocab_size) if shape else None
+        self.stats = DecodeStats(method=method, prompt_tokens=len(request.prompt_ids))
+        self.acceptance = AcceptanceEstimate()
         self.start = time.perf_counter()
         self.cancelled = False
         self.error: str | None = None
-        self.pending_tree: TokenTree | None = None
-        self._q_base = 0
+        self.tree: TokenTree | None = None  # this round's draft, until verified
+        self.q_base = 0  # draft cache position of tree node 1 (node i sits at q_base + i - 1)
+        self.q_fed = 0  # tree nodes fed to the draft this round (the last level is not)
 
     @property
     def done(self) -> bool:
@@ -128,61 +73,45 @@ class Branch:
 
     @property
     def root_pos(self) -> int:
+        """Position of the pending token, the root of this round's tree."""
         return len(self.seq.tokens) - 1
 
-    def prefill(self, shared: Branch | None = None) -> None:
-        """Prefill both caches with the prompt minus the pending token, or copy them from a
-        branch with the same prompt that is already prefilled (shared-prompt KV reuse)."""
-        t = time.perf_counter()
-        ids = self.seq.tokens[:-1]
-        if shared is not None:
-            self.p.copy_from(shared.p)  # KV copy: one prompt's cache into another row
-            self.q.copy_from(shared.q)
-        elif ids:
-            self.p.forward(ids)
-            self.q.forward(ids)
-        self.stats.prefill_s += time.perf_counter() - t
+    def round_shape(self) -> tuple[int, ...]:
+        """This round's draft shape: the method's, as deep as adaptive speculation finds worth
+        it, never past what may still be generated (a round emits at most depth + 1 tokens)."""
+        depth = len(self.shape)
+        if self.spec.adaptive and depth:
+            depth = best_gamma(self.acceptance.alpha, self.spec.c, depth)
+        return self.shape[: max(0, min(depth, self.seq.remaining - 1))]
 
-    def draft(self) -> TokenTree:
-        """Grow this round's token tree with q (no target work)."""
-        t = time.perf_counter()
-        k_config = self.k_config[: self.seq.remaining - 1]
-        if k_config:
-            tree, self._q_base = draft_tree(
-                self.q, self.seq, k_config, self.params, self.spec, self.gen
-            )
-        else:
-            tree, self._q_base = TokenTree.root(self.seq.tokens[-1]), self.q.length
-        self.pending_tree = tree
-        self.stats.draft_s += time.perf_counter() - t
-        return tree
+    def unseen(self) -> list[int]:
+        """Committed tokens the draft has not cached yet (they end with the pending token)."""
+        return self.seq.tokens[self.q.length :]
 
-    def verify(self) -> Verdict:
-        """Verify the drafted tree alone: one target forward."""
-        t = time.perf_counter()
-        path, verdict = verify_tree(
-            self.p, self.pending_tree, self.root_pos, self.params, self.spec, self.gen
-        )
-        self.stats.verify_s += time.perf_counter() - t
-        self.accept(path, verdict)
-        return verdict
+    def fail(self, error: str) -> None:
+        self.error = error
+        self.tree = None
 
     def accept(self, path: list[int], verdict: Verdict) -> None:
-        """Compact both caches to the accepted path and commit the new tokens."""
-        tree, root_pos = self.pending_tree, self.root_pos
+        """Commit a verification's outcome: the accepted nodes, then the recovered/bonus token.
+        The target's cache already holds the pending token and the accepted path
+        (`RaggedBatch.commit`); here the draft's cache drops every rejected node it was fed."""
+        tree = self.tree
         self.stats.rounds += 1
         self.stats.drafted += tree.n_drafted
         self.stats.accepted += verdict.n_accepted
-        self.p.keep(root_pos + 1, [root_pos + i for i in path])
-        fed = [n for n in path if n + self._q_base - 1 < self.q.length]
-        self.q.keep(self._q_base, [self._q_base + n - 1 for n in fed])
+        self.acceptance.update(tree.n_drafted, verdict.n_accepted)
+        if self.q is not None and tree.n_drafted:
+            # KV rollback of q: keep its prefix, then the accepted nodes it was fed
+            fed = [n for n in path if n <= self.q_fed]
+            self.q.keep(self.q_base, [self.q_base + n - 1 for n in fed])
         self.seq.commit([tree.tokens[n] for n in path] + [verdict.token])
-        self.pending_tree = None
+        self.tree = None
 
     def result(self) -> GenerationResult:
         self.stats.new_tokens = len(self.seq.generated)
         self.stats.target_forwards = self.p.forwards
-        self.stats.draft_forwards = self.q.forwards
+        self.stats.draft_forwards = self.q.forwards if self.q is not None else 0
         self.stats.wall_s = time.perf_counter() - self.start
         reason = self.seq.finish_reason or ("cancelled" if self.cancelled else "error")
         return GenerationResult(

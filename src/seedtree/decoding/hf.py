@@ -38,7 +38,7 @@ def generate_hf_assisted(
     seq = Sequence(prompt_ids, params, pair.tokenizer, pair.eos_token_ids, pair.max_context)
     if params.seed is not None:
         torch.manual_seed(params.seed)
-    ids = torch.tensor([prompt_ids])  # [1, T]
+    ids = torch.tensor([prompt_ids], device=pair.device)  # [1, T]
     sampling = {"do_sample": False}
     if not params.greedy:
         sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}

@@ -10,8 +10,6 @@ from __future__ import annotations
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
-from seedtree.decoding.tree import tree_attention_mask
-
 
 class KVSequence:
     def __init__(self, model: PreTrainedModel, vocab_size: int) -> None:
@@ -25,39 +23,24 @@ class KVSequence:
     def forward(self, ids: list[int], keep: int = 1) -> torch.Tensor:
         """Feed `ids` after the cached prefix; return float logits [keep, V] of the last `keep`."""
         assert ids and 1 <= keep <= len(ids)
-        x = torch.tensor([ids], dtype=torch.long)  # [1, T]
+        x = torch.tensor([ids], dtype=torch.long, device=self.device)  # [1, T]
         out = self.model(input_ids=x, cache=self.cache, use_cache=True, logits_to_keep=keep)
         self.length += len(ids)
         self.forwards += 1
         return out.logits[0, :, : self.vocab_size].float()  # [keep, V]
 
-    @torch.inference_mode()
-    def forward_tree(
-        self,
-        ids: list[int],
-        positions: list[int],
-        tree_mask: torch.Tensor,  # [T, K] bool over the last K cached-or-fed positions
-    ) -> torch.Tensor:
-        """Feed tree nodes with explicit positions and a tree mask; float logits [T, V]."""
-        prefix = self.length + len(ids) - tree_mask.shape[1]
-        additive = self.model.config._attn_implementation == "eager"
-        mask = tree_attention_mask(prefix, tree_mask, self.model.dtype, additive)
-        out = self.model(
-            input_ids=torch.tensor([ids], dtype=torch.long),  # [1, T]
-            position_ids=torch.tensor([positions], dtype=torch.long),  # [1, T]
-            attention_mask=mask,  # [1, 1, T, length + T]
-            cache=self.cache,
-            use_cache=True,
-            logits_to_keep=len(ids),
-        )
-        self.length += len(ids)
-        self.forwards += 1
-        return out.logits[0, :, : self.vocab_size].float()  # [T, V]
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
 
     def keep(self, start: int, indices: list[int]) -> None:
         """Compact the cache: keep the first `start` entries, then only `indices` (absolute
-        positions >= start, ascending) — the accepted path of a token tree."""
-        idx = torch.tensor(list(range(start)) + indices, dtype=torch.long)
+        positions >= start, ascending) — the accepted path of a token tree. A contiguous run
+        right after `start` (a chain's accepted prefix) is a plain crop."""
+        if indices == list(range(start, start + len(indices))):
+            self.crop(start + len(indices))
+            return
+        idx = torch.tensor(list(range(start)) + indices, dtype=torch.long, device=self.device)
         for layer in self.cache.layers:
             layer.keys = layer.keys.index_select(-2, idx)
             layer.values = layer.values.index_select(-2, idx)
@@ -76,6 +59,11 @@ class KVSequence:
         for i, (k, v) in enumerate(zip(keys, values, strict=True)):
             self.cache.update(k, v, i)
         self.length += keys[0].shape[-2]
+
+    def reset(self) -> None:
+        """Free the cache (a finished or aborted request)."""
+        self.cache = DynamicCache(config=self.model.config)
+        self.length = 0
 
     def crop(self, length: int) -> None:
         """Keep the first `length` cached tokens: KV rollback after a rejection."""

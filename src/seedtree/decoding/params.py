@@ -51,11 +51,20 @@ class SpecConfig:
     MCSD drafts a token tree instead: `k_config[d]` candidates below every node of depth d, so
     gamma = len(k_config). `replacement`: whether MCSD draws a node's candidates with replacement
     (T > 0; at T=0 the candidates are q's top-k).
+
+    Adaptive speculation (`adaptive`): each round a branch drafts the length in 0..gamma that
+    maximises expected tokens per unit of time, from its own running estimate of alpha and the
+    draft/target cost ratio `c` (gamma 0 = plain decoding); a chain also stops early where the
+    draft's probability of its token falls below `min_draft_prob`. Any draft policy is lossless:
+    verification alone decides what is emitted.
     """
 
     gamma: int = 4
     k_config: tuple[int, ...] = (2, 1, 1)
     replacement: bool = False
+    adaptive: bool = True
+    c: float = 0.15  # draft step cost / target step cost (int8 0.5B vs bf16 1.5B on CPU: 0.14-0.18)
+    min_draft_prob: float = 0.0
 
     def __post_init__(self) -> None:
         if self.gamma < 1:
@@ -66,6 +75,10 @@ class SpecConfig:
             raise SeedtreeError(
                 f"k_config entries must be >= 1, got {','.join(map(str, self.k_config))}"
             )
+        if not 0 < self.c < 10:
+            raise SeedtreeError(f"c (draft/target cost ratio) must be in (0, 10), got {self.c}")
+        if not 0 <= self.min_draft_prob < 1:
+            raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
 
     @property
     def tree_nodes(self) -> int:

@@ -20,6 +20,18 @@ class DecodeStats:
     prefill_s: float = 0.0
     draft_s: float = 0.0
     verify_s: float = 0.0  # target forwards after the prefill (AR: every decode step)
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+
+    @property
+    def prefix_hit_rate(self) -> float:
+        """Share of the prompt served by the prefix cache (its last token is always fed)."""
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else 0.0
+
+    @property
+    def mean_draft_len(self) -> float:
+        """Draft tokens per verification round (adaptive speculation varies it)."""
+        return self.drafted / self.rounds if self.rounds else 0.0
 
     @property
     def alpha(self) -> float:
@@ -31,7 +43,12 @@ class DecodeStats:
         return self.new_tokens / self.wall_s if self.wall_s else 0.0
 
     def to_dict(self) -> dict:
-        return asdict(self) | {"alpha": self.alpha, "tokens_per_s": self.tokens_per_s}
+        return asdict(self) | {
+            "alpha": self.alpha,
+            "tokens_per_s": self.tokens_per_s,
+            "prefix_hit_rate": self.prefix_hit_rate,
+            "mean_draft_len": self.mean_draft_len,
+        }
 
 
 @dataclass

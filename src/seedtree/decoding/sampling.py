@@ -1,7 +1,7 @@
-"""Sampling rules shared by every engine, and speculative sampling.
+"""Sampling rules shared by every engine: temperature, top-p, seeded generators, one draw.
 
 Names follow Leviathan et al. 2023 (Alg. 1): p is the target's distribution, q the draft's,
-gamma the number of draft tokens per round. In one verification:
+gamma the number of draft tokens per round. In one verification (`tree.walk`, the one rule):
   - an *accepted* token is a draft token x_i kept with probability min(1, p_i(x)/q_i(x));
   - a *recovered* token replaces the first rejected draft, sampled from norm(max(0, p_i - q_i));
   - a *bonus* token is sampled from p_{gamma+1} when all gamma drafts were accepted.
@@ -55,32 +55,3 @@ class Verdict:
 
     n_accepted: int
     token: int  # the recovered token (n_accepted < gamma) or the bonus token
-
-
-def greedy_verify(p_argmax: list[int], drafts: list[int]) -> Verdict:
-    """p_argmax [gamma+1]: target argmax at each position; drafts [gamma]."""
-    assert len(p_argmax) == len(drafts) + 1
-    n = 0
-    while n < len(drafts) and drafts[n] == p_argmax[n]:
-        n += 1
-    return Verdict(n, p_argmax[n])
-
-
-def speculative_verify(
-    p: torch.Tensor,  # [gamma+1, V] target probabilities
-    q: torch.Tensor,  # [gamma, V] draft probabilities the drafts were sampled from
-    drafts: list[int],  # [gamma]
-    gen: torch.Generator,
-) -> Verdict:
-    """Speculative sampling (Leviathan et al. Alg. 1 / Chen et al. 2023): output ~ p exactly."""
-    gamma = len(drafts)
-    assert p.ndim == 2 and q.ndim == 2 and p.shape[0] == gamma + 1 and q.shape[0] == gamma
-    for i, x in enumerate(drafts):
-        r = torch.rand((), generator=gen, dtype=torch.float64)
-        if r * q[i, x] <= p[i, x]:  # accept with probability min(1, p(x)/q(x))
-            continue
-        residual = (p[i] - q[i]).clamp_min(0.0)
-        mass = residual.sum()
-        # p(x) < q(x) here, so p - q has positive mass elsewhere; guard only against round-off.
-        return Verdict(i, sample(residual / mass if mass > 0 else p[i], gen))
-    return Verdict(gamma, sample(p[gamma], gen))

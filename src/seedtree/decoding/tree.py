@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from seedtree.decoding.sampling import Verdict, sample
+from seedtree.decoding.params import SamplingParams
+from seedtree.decoding.sampling import Verdict, probs_from_logits, sample
 
 
 @dataclass
@@ -61,29 +62,6 @@ class TokenTree:
             out.append(node)
             node = self.parents[node]
         return out[::-1]
-
-    def ancestors_mask(self, nodes: list[int]) -> torch.Tensor:
-        """[len(nodes), N+1] bool: row i marks node i's ancestors and itself (root included)."""
-        mask = torch.zeros(len(nodes), len(self), dtype=torch.bool)
-        for row, node in enumerate(nodes):
-            while node >= 0:
-                mask[row, node] = True
-                node = self.parents[node]
-        return mask
-
-
-def tree_attention_mask(
-    prefix_len: int, tree_mask: torch.Tensor, dtype: torch.dtype, additive: bool
-) -> torch.Tensor:
-    """[1, 1, Q, prefix_len + K] mask: every query sees the whole cached prefix, then `tree_mask`
-    ([Q, K] bool over the tree positions fed so far). Bool (True = attend) for SDPA; additive floats
-    (0 / -inf) for eager attention."""
-    q_len = tree_mask.shape[0]
-    full = torch.cat([torch.ones(q_len, prefix_len, dtype=torch.bool), tree_mask], dim=1)
-    if not additive:
-        return full[None, None]
-    neg = torch.finfo(dtype).min
-    return torch.zeros(full.shape, dtype=dtype).masked_fill(~full, neg)[None, None]
 
 
 def choose_children(
@@ -154,3 +132,19 @@ def walk_sampling(
         path.append(accepted)
         node = accepted
     return path, Verdict(len(path), sample(p[node], gen))
+
+
+def walk(
+    tree: TokenTree,
+    logits: torch.Tensor,  # [N+1, V] target logits after each node
+    params: SamplingParams,
+    replacement: bool,
+    gen: torch.Generator,
+) -> tuple[list[int], Verdict]:
+    """THE accept/reject rule of every engine (a chain is a tree of width 1; plain decoding a
+    tree of one node): the accepted path of node indices and the recovered or bonus token."""
+    assert logits.ndim == 2 and logits.shape[0] == len(tree)
+    logits = logits.cpu()  # sampling draws on the CPU generator, whatever the device
+    if params.greedy:
+        return walk_greedy(tree, logits.argmax(-1).tolist())
+    return walk_sampling(tree, probs_from_logits(logits, params), replacement, gen)

@@ -57,6 +57,26 @@ class ModelPair:
     def dtype(self) -> torch.dtype:
         return self.target.dtype
 
+    @property
+    def device(self) -> torch.device:
+        return self.target.device
+
+    def to(self, device: str) -> ModelPair:
+        """Move both models to `device` ("cpu", "cuda", "cuda:1", ...); returns the pair."""
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise SeedtreeError(f"device '{device}' is not available here: use --device cpu")
+        if torch.device(device).type != "cpu" and _is_quantized(self.draft):
+            raise SeedtreeError(
+                "the int8 draft runs on the CPU only: add --draft-dtype bfloat16 for a GPU"
+            )
+        self.draft.to(device)
+        self.target.to(device)
+        return self
+
+
+def _is_quantized(model: PreTrainedModel) -> bool:
+    return any("quantized" in type(m).__module__ for m in model.modules())
+
 
 def _logit_size(model: PreTrainedModel) -> int:
     return int(model.config.vocab_size)

@@ -60,6 +60,7 @@ def tiny_pair(
     init_std: float = 0.3,
     draft_noise: float = 0.1,
     context: int = 512,
+    device: str = "cpu",
 ) -> ModelPair:
     """A tiny pair; `draft_noise` is the relative weight noise that makes q differ from p."""
     tokenizer = char_tokenizer()
@@ -70,4 +71,5 @@ def tiny_pair(
         for param in draft.parameters():
             noise = torch.randn(param.shape, generator=gen, dtype=torch.float64).to(dtype)
             param.add_(draft_noise * param.abs().mean() * noise)
-    return ModelPair(draft=draft, target=target, tokenizer=tokenizer, name=f"tiny-{seed}")
+    pair = ModelPair(draft=draft, target=target, tokenizer=tokenizer, name=f"tiny-{seed}")
+    return pair.to(device) if device != "cpu" else pair

@@ -1,25 +1,7 @@
-"""Many requests: FCFS queue, rounds scheduler, drafter/verifier threads, timeline traces."""
+"""Scheduling without models: the FCFS queue, SEED's rounds rule, the drafter/verifier runner,
+timeline traces. The engine (`seedtree.engine`) drives these over real branches."""
 
-from seedtree.scheduling.many import (
-    MANY_METHODS,
-    ManyResult,
-    Request,
-    RunStats,
-    expand_requests,
-    generate_many,
-)
 from seedtree.scheduling.runner import Runner, SchedulerConfig
 from seedtree.scheduling.trace import Trace, save_gantt
 
-__all__ = [
-    "MANY_METHODS",
-    "ManyResult",
-    "Request",
-    "Runner",
-    "RunStats",
-    "SchedulerConfig",
-    "Trace",
-    "expand_requests",
-    "generate_many",
-    "save_gantt",
-]
+__all__ = ["Runner", "SchedulerConfig", "Trace", "save_gantt"]

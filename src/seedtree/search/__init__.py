@@ -12,6 +12,7 @@ from dataclasses import asdict
 from typing import Any
 
 from seedtree.decoding import SpecConfig
+from seedtree.engine import PrefixCache
 from seedtree.models.loader import ModelPair
 from seedtree.search.bfs import bfs
 from seedtree.search.config import ALGORITHMS, SearchConfig
@@ -28,11 +29,13 @@ def solve(
     search: SearchConfig | None = None,
     engine: EngineConfig | None = None,
     spec: SpecConfig | None = None,
+    prefix_cache: PrefixCache | None = None,
 ) -> Tree:
-    """Build the reasoning tree of one example and score its answer."""
+    """Build the reasoning tree of one example and score its answer. `prefix_cache`: KV of
+    prompt prefixes to share with other trees (few-shot examples); a fresh one when None."""
     search = search or SearchConfig()
     engine_config = engine or EngineConfig()
-    run = Engine(pair, engine_config, spec)
+    run = Engine(pair, engine_config, spec, prefix_cache)
     depth = search.depth or task.depth(example)
     tree = Tree(
         task=task.name,

@@ -13,16 +13,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from seedtree.decoding import SamplingParams, SpecConfig
-from seedtree.decoding.hf import generate_hf_assisted
 from seedtree.decoding.result import GenerationResult
-from seedtree.errors import SeedtreeError
+from seedtree.engine import METHODS, PrefixCache, Request, generate_many, get_method
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
-from seedtree.scheduling import MANY_METHODS, Request, Trace, generate_many
 from seedtree.search.tree import Call
 from seedtree.tasks.base import Prompt
 
-# every generate_many method, plus transformers' assisted generation run request by request
-SEARCH_METHODS = (*MANY_METHODS, "hf-assisted")
+SEARCH_METHODS = METHODS  # every registered method
 
 
 @contextmanager
@@ -42,16 +39,6 @@ def count_forwards(model):
         box[0] = next(counter)
 
 
-def _run_hf(pair: ModelPair, requests: list[Request]) -> tuple[list[GenerationResult], Trace]:
-    trace = Trace(method="hf-assisted")
-    results = []
-    for i, r in enumerate(requests):
-        t = trace.now()
-        results.append(generate_hf_assisted(pair, r.prompt_ids, r.params))
-        trace.add("decode", [i], t, trace.now())
-    return results, trace
-
-
 @dataclass(frozen=True)
 class EngineConfig:
     method: str = "seed-batched"
@@ -62,15 +49,20 @@ class EngineConfig:
 
 
 class Engine:
-    def __init__(self, pair: ModelPair, config: EngineConfig, spec: SpecConfig | None = None):
-        if config.method not in SEARCH_METHODS:
-            raise SeedtreeError(
-                f"unknown method '{config.method}': choose one of {', '.join(SEARCH_METHODS)}"
-            )
+    def __init__(
+        self,
+        pair: ModelPair,
+        config: EngineConfig,
+        spec: SpecConfig | None = None,
+        prefix_cache: PrefixCache | None = None,
+    ):
+        get_method(config.method)
         self.pair, self.config, self.spec = pair, config, spec or SpecConfig()
         self.chat = has_chat_template(pair)
         self.calls: list[Call] = []
         self._encoded: dict[str, list[int]] = {}
+        # KV of prompt prefixes, shared by every call of the tree (and beyond, when passed in)
+        self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
 
     def _params(self, prompt: Prompt, seed: int) -> SamplingParams:
         cap = self.config.max_new_tokens
@@ -100,11 +92,10 @@ class Engine:
         ]
         start = time.perf_counter()
         with count_forwards(self.pair.target) as forwards:
-            if self.config.method == "hf-assisted":
-                results, trace = _run_hf(self.pair, requests)
-            else:
-                run = generate_many(self.pair, requests, self.config.method, self.spec)
-                results, trace = run.results, run.trace
+            run = generate_many(
+                self.pair, requests, self.config.method, self.spec, prefix_cache=self.prefix_cache
+            )
+            results, trace = run.results, run.trace
         wall = time.perf_counter() - start
         self.calls.append(
             Call(

@@ -1,0 +1,203 @@
+"""The one speculative core: prefill, draft and verify any set of branches, batched.
+
+    prefill(branches)   each prompt (minus its pending token) into both caches, ONE forward per
+                        model for all distinct prompts; identical prompts are computed once
+    draft(branches)     q grows each branch's token tree: ONE draft forward per tree level for all
+                        branches (level 0 also feeds what the draft has not seen yet)
+    verify(branches)    ONE target forward over every branch's tree, then the accept rule
+                        (`tree.walk`) and the commit, per branch
+
+Serial SD is `draft([b]); verify([b])`; SEED's drafter threads call `draft([b])` and its verifier
+`verify([...])`; the step engine calls both on every running branch. A batch that fails is redone
+branch by branch, so only a failing branch fails (`run_isolated`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+
+from seedtree.decoding.batch import RaggedBatch
+from seedtree.decoding.branch import Branch
+from seedtree.decoding.kv import KVSequence
+from seedtree.decoding.sampling import probs_from_logits
+from seedtree.decoding.tree import TokenTree, choose_children, walk
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0]
+
+
+def run_isolated(step: Callable[[list[Branch]], None], branches: list[Branch]) -> None:
+    """Run `step` on all branches at once; if that fails, on each alone: a branch that fails on
+    its own gets the error, the others go on. `step` commits nothing before it has succeeded."""
+    if not branches:
+        return
+    try:
+        step(branches)
+        return
+    except Exception as exc:
+        if len(branches) == 1:
+            branches[0].fail(_error(exc))
+            return
+    for b in branches:
+        try:
+            step([b])
+        except Exception as exc:
+            b.fail(_error(exc))
+
+
+def _chain(n: int) -> list[int]:
+    """Parents of n nodes fed as a chain right after the cached prefix."""
+    return list(range(-1, n - 1))
+
+
+# -- prefill ------------------------------------------------------------------------------------
+def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
+    """Feed each sequence its tokens as a chain: ONE forward for all of them."""
+    rows = [i for i, ids in enumerate(todo) if ids]
+    if not rows:
+        return
+    batch = RaggedBatch([seqs[i] for i in rows])
+    batch.forward({r: (todo[i], _chain(len(todo[i]))) for r, i in enumerate(rows)})
+    for r, i in enumerate(rows):
+        batch.commit(r, list(range(len(todo[i]))))
+
+
+def prefill(branches: list[Branch], share: bool = True) -> None:
+    """Bring both caches up to the prompt minus its pending token (after whatever prefix they
+    already hold, e.g. from the prefix cache). With `share`, branches with the same prompt and
+    the same cached state are computed once and the others copy the KV (one state, many
+    thoughts)."""
+    t = time.perf_counter()
+    groups: dict[tuple, list[Branch]] = {}
+    for b in branches:
+        key = (tuple(b.seq.tokens), b.p.length, b.q.length if b.q else -1)
+        groups.setdefault(key if share else (id(b),), []).append(b)
+    leaders = [g[0] for g in groups.values()]
+    _prefill_model([b.p for b in leaders], [b.seq.tokens[b.p.length : -1] for b in leaders])
+    drafting = [b for b in leaders if b.q is not None]
+    _prefill_model([b.q for b in drafting], [b.seq.tokens[b.q.length : -1] for b in drafting])
+    for leader, *rest in groups.values():
+        for b in rest:  # KV copy: one prompt's caches into another branch
+            b.p.copy_from(leader.p)
+            if b.q is not None:
+                b.q.copy_from(leader.q)
+    elapsed = time.perf_counter() - t
+    for b in branches:
+        b.stats.prefill_s += elapsed / len(branches)
+
+
+# -- draft --------------------------------------------------------------------------------------
+def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
+    """Add k children below `node`, drawn from q (logits [V]) there. Returns whether drafting
+    may go deeper (a chain stops where q's probability of its token is below min_draft_prob)."""
+    params, spec = b.params, b.spec
+    logits = logits.cpu()  # the draft's draws use the branch's CPU generator
+    probs = None if params.greedy else probs_from_logits(logits, params)
+    if probs is not None:
+        b.tree.q[node] = probs
+    children = choose_children(logits, k, params.greedy, probs, spec.replacement, b.gen)
+    for token in children:
+        b.tree.add_child(node, token)
+    if spec.min_draft_prob <= 0 or k > 1:
+        return True
+    conf = torch.softmax(logits.double(), -1) if probs is None else probs
+    return float(conf[children[0]]) >= spec.min_draft_prob
+
+
+def _draft(branches: list[Branch]) -> None:
+    t = time.perf_counter()
+    trees = {b.index: TokenTree.root(b.seq.tokens[-1]) for b in branches}
+    shapes = [b.round_shape() for b in branches]
+    rows = [i for i, shape in enumerate(shapes) if shape]
+    if rows:
+        _draft_trees([branches[i] for i in rows], [shapes[i] for i in rows], trees)
+    for b in branches:
+        b.tree = trees[b.index]
+    elapsed = time.perf_counter() - t
+    for i in rows:
+        branches[i].stats.draft_s += elapsed / len(rows)
+
+
+def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]], trees: dict) -> None:
+    """Grow each branch's tree level by level: one batched draft forward per level. Nothing is
+    committed to a branch before every forward has succeeded."""
+    batch = RaggedBatch([b.q for b in branches])
+    unseen = [b.unseen() for b in branches]
+    saved = [(b.tree, b.gen.get_state()) for b in branches]
+    try:
+        for b in branches:
+            b.tree = trees[b.index]
+        # level 0: the committed tokens q has not seen (a chain ending at the root), then q there
+        logits = batch.forward({r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)})
+        going = {r for r, b in enumerate(branches) if _expand(b, 0, logits[r][-1], shapes[r][0])}
+        for depth in range(1, max(len(s) for s in shapes)):
+            feeds = {}
+            for r in sorted(going):
+                if depth < len(shapes[r]):
+                    tree, root = branches[r].tree, len(unseen[r]) - 1  # batch node of the root
+                    nodes = tree.level(depth)
+                    feeds[r] = (
+                        [tree.tokens[n] for n in nodes],
+                        [root + tree.parents[n] for n in nodes],
+                    )
+            if not feeds:
+                break
+            logits = batch.forward(feeds)
+            for r, out in logits.items():
+                b, nodes = branches[r], branches[r].tree.level(depth)
+                deeper = [_expand(b, n, out[j], shapes[r][depth]) for j, n in enumerate(nodes)]
+                if not all(deeper):
+                    going.discard(r)
+    except Exception:
+        for b, (tree, state) in zip(branches, saved, strict=True):  # undo: nothing happened
+            b.tree = tree
+            b.gen.set_state(state)
+        raise
+    # every fed node stays in q's cache until verification says which survive
+    for r, b in enumerate(branches):
+        fed = len(batch.cols[r])
+        b.q_base = batch.prefix[r] + len(unseen[r])
+        b.q_fed = fed - len(unseen[r])
+        batch.commit(r, list(range(fed)))
+
+
+def draft(branches: list[Branch]) -> None:
+    """This round's token tree for every branch (the root alone where it drafts nothing)."""
+    run_isolated(_draft, [b for b in branches if not b.done])
+
+
+# -- verify -------------------------------------------------------------------------------------
+def _verify(branches: list[Branch]) -> None:
+    t = time.perf_counter()
+    batch = RaggedBatch([b.p for b in branches])
+    logits = batch.forward({r: (b.tree.tokens, b.tree.parents) for r, b in enumerate(branches)})
+    elapsed = time.perf_counter() - t
+    for r, b in enumerate(branches):
+        try:
+            path, verdict = walk(b.tree, logits[r], b.params, b.spec.replacement, b.gen)
+            batch.commit(r, [0, *path])  # the pending token and the accepted nodes stay
+            b.accept(path, verdict)
+        except Exception as exc:  # this branch only
+            b.fail(_error(exc))
+        b.stats.verify_s += elapsed / len(branches)
+
+
+def verify(branches: list[Branch]) -> None:
+    """ONE target forward over every branch's tree (the pending token alone where it drafted
+    nothing); each branch accepts its path and commits."""
+    branches = [b for b in branches if not b.done]
+    for b in branches:
+        b.tree = b.tree or TokenTree.root(b.seq.tokens[-1])
+    run_isolated(_verify, branches)
+
+
+def decode(branches: list[Branch]) -> None:
+    """Rounds until every branch is done: the whole loop of serial SD / MCSD (one branch)."""
+    prefill(branches)
+    while active := [b for b in branches if not b.done]:
+        draft(active)
+        verify(active)

@@ -1,0 +1,155 @@
+"""Many requests at once: `generate_many(pair, requests, method)`, for every registered method
+(`seedtree.engine.methods`). Returns one `GenerationResult` per request (in request order), the
+timeline trace and run stats. The step engine serves `serial` and `batched` methods, the paper's
+runner `threads`, and two plain loops the reference AR and transformers' assisted generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import resource
+import time
+from dataclasses import dataclass, field, replace
+
+from seedtree.decoding.ar import generate_ar
+from seedtree.decoding.branch import Branch, Request
+from seedtree.decoding.hf import generate_hf_assisted
+from seedtree.decoding.params import SamplingParams, SpecConfig
+from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.engine.methods import get_method
+from seedtree.engine.paper import run_seed
+from seedtree.engine.prefix_cache import PrefixCache
+from seedtree.engine.step import StepEngine, check_prompt
+from seedtree.errors import SeedtreeError
+from seedtree.models.loader import ModelPair
+from seedtree.scheduling.runner import SchedulerConfig
+from seedtree.scheduling.trace import Trace
+
+
+@dataclass
+class RunStats:
+    method: str
+    wall_s: float
+    new_tokens: int
+    tokens_per_s: float
+    target_busy_fraction: float
+    mean_queue_wait_s: float
+    alpha: list[float]  # per branch
+    peak_rss_mb: float
+    errors: int
+    prefix_hit_rate: float = 0.0  # prompt tokens served by the prefix cache / prompt tokens
+    mean_draft_len: float = 0.0  # draft tokens per verification round, over all branches
+
+
+@dataclass
+class ManyResult:
+    results: list[GenerationResult]
+    trace: Trace
+    stats: RunStats
+    extra: dict = field(default_factory=dict)
+
+
+def sample_seed(seed: int, j: int) -> int:
+    """Seed of sample j of a request seeded `seed`: a hash, so that nearby seeds share no
+    samples (seed + j would give seeds 1 and 2 four of five samples in common)."""
+    if j == 0:
+        return seed
+    digest = hashlib.blake2b(f"{seed}/{j}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 2
+
+
+def expand_requests(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
+    """n samples per prompt (params.n), each with its own seed (`sample_seed`)."""
+    requests = []
+    for ids in prompts:
+        for j in range(params.n):
+            seed = None if params.seed is None else sample_seed(params.seed, j)
+            requests.append(Request(ids, replace(params, seed=seed, n=1)))
+    return requests
+
+
+def _cancelled_result(method: str) -> GenerationResult:
+    return GenerationResult([], "", "cancelled", DecodeStats(method=method))
+
+
+def _run_plain(pair, requests, trace, cancelled, decode) -> list[GenerationResult]:
+    """Request after request (reference AR, transformers' assisted generation)."""
+    results = []
+    for i, r in enumerate(requests):
+        if i in cancelled:
+            results.append(_cancelled_result(trace.method))
+            continue
+        start = trace.now()
+        results.append(decode(pair, r.prompt_ids, r.params))
+        trace.add("decode", [i], start, trace.now())
+    return results
+
+
+def _run_engine(pair, requests, method, spec, cache, trace, cancelled) -> list[GenerationResult]:
+    engine = StepEngine(pair, method, spec, prefix_cache=cache, trace=trace)
+    for i, r in enumerate(requests):
+        engine.add_request(i, r.prompt_ids, r.params)
+    results: dict[int, GenerationResult] = {}
+    while engine.has_unfinished():
+        for i in sorted(cancelled):  # may grow while we run (another thread)
+            engine.abort(i)
+        results |= {out.request_id: out.result for out in engine.step() if out.finished}
+    return [results[i] for i in range(len(requests))]
+
+
+def generate_many(
+    pair: ModelPair,
+    requests: list[Request],
+    method: str = "seed-batched",
+    spec: SpecConfig | None = None,
+    scheduler: SchedulerConfig | None = None,
+    cancelled: set[int] | None = None,
+    prefix_cache: PrefixCache | None = None,
+) -> ManyResult:
+    """Decode every request with `method`; results in request order, plus the trace and stats.
+    `cancelled`: request indices to stop (may be added to from another thread while running;
+    unknown indices are ignored). `prefix_cache`: KV kept across calls (methods that use one;
+    a fresh cache for this call when None)."""
+    m = get_method(method)
+    if not requests:
+        raise SeedtreeError("no requests: pass at least one prompt")
+    for r in requests:
+        check_prompt(pair, r.prompt_ids)
+    spec = spec or SpecConfig()
+    cancelled = cancelled if cancelled is not None else set()
+    trace = Trace(method=method)
+    start = time.perf_counter()
+    if m.schedule == "reference":
+        results = _run_plain(pair, requests, trace, cancelled, generate_ar)
+    elif m.schedule == "hf":
+        results = _run_plain(pair, requests, trace, cancelled, generate_hf_assisted)
+    elif m.schedule == "threads":
+        shape = m.shape(spec)
+        branches = [Branch(i, pair, r, spec, shape, method) for i, r in enumerate(requests)]
+        run_seed(branches, trace, scheduler, cancelled)
+        results = [b.result() for b in branches]
+    else:
+        cache = prefix_cache if prefix_cache is not None else PrefixCache()
+        results = _run_engine(pair, requests, m, spec, cache, trace, cancelled)
+    return ManyResult(results, trace, _run_stats(method, results, trace, start))
+
+
+def _run_stats(method: str, results: list[GenerationResult], trace: Trace, start: float):
+    wall = time.perf_counter() - start
+    tokens = sum(len(r.token_ids) for r in results)
+    stats = [r.stats for r in results]
+    prompt = sum(s.prompt_tokens for s in stats)
+    rounds = sum(s.rounds for s in stats)
+    return RunStats(
+        method=method,
+        wall_s=wall,
+        new_tokens=tokens,
+        tokens_per_s=tokens / wall if wall else 0.0,
+        target_busy_fraction=trace.target_busy_fraction(),
+        mean_queue_wait_s=trace.mean_queue_wait(),
+        alpha=[s.alpha for s in stats],
+        peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        errors=sum(r.error is not None for r in results),
+        prefix_hit_rate=sum(s.cached_tokens for s in stats) / prompt if prompt else 0.0,
+        mean_draft_len=sum(s.drafted for s in stats) / rounds if rounds else 0.0,
+    )

@@ -1,0 +1,188 @@
+"""The step engine, shaped like vLLM's `LLMEngine`:
+
+    engine.add_request(request_id, prompt_ids, params)
+    while engine.has_unfinished():
+        for out in engine.step(): ...      # RequestOutput: new tokens, finished, result
+    engine.abort(request_id)
+
+One step is one round:
+  1) admit waiting requests (up to `max_running`): each takes its longest cached prefix from the
+     prefix cache, then the distinct rest of every new prompt is prefilled in ONE forward per model;
+  2) every running branch drafts its token tree (ONE batched draft forward per draft step; the
+     length per branch follows adaptive speculation);
+  3) ONE target forward verifies every branch; each branch accepts and commits;
+  4) finished or aborted branches leave at once (their KV is freed); new requests join at the
+     next step (continuous batching).
+The engine knows nothing about HTTP, tasks or trees. `schedule="serial"` methods run one request
+at a time (max_running 1) on the same code.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Hashable
+from dataclasses import dataclass
+
+from seedtree.decoding import speculative
+from seedtree.decoding.branch import Branch, Request
+from seedtree.decoding.params import SamplingParams, SpecConfig
+from seedtree.decoding.result import GenerationResult
+from seedtree.decoding.sd import check_tree_fits
+from seedtree.engine.methods import Method, get_method
+from seedtree.engine.prefix_cache import PrefixCache
+from seedtree.errors import SeedtreeError
+from seedtree.models.loader import ModelPair
+from seedtree.scheduling.trace import Trace
+
+MAX_RUNNING = 64  # branches decoded together at most; more requests wait their turn
+
+
+@dataclass
+class RequestOutput:
+    request_id: Hashable
+    index: int  # order of arrival
+    new_token_ids: list[int]  # committed in this step
+    token_ids: list[int]  # committed so far
+    finished: bool
+    result: GenerationResult | None = None  # when finished
+
+
+def check_prompt(pair: ModelPair, prompt_ids: list[int]) -> None:
+    if not prompt_ids:
+        raise SeedtreeError("empty prompt: give at least one token")
+    if any(not isinstance(t, int) or not 0 <= t < pair.vocab_size for t in prompt_ids):
+        raise SeedtreeError(f"prompt token ids must be ints in [0, {pair.vocab_size})")
+    if len(prompt_ids) >= pair.max_context:
+        raise SeedtreeError(
+            f"prompt of {len(prompt_ids)} tokens leaves no room in the {pair.max_context}-token "
+            "context: shorten it"
+        )
+
+
+class StepEngine:
+    def __init__(
+        self,
+        pair: ModelPair,
+        method: str | Method = "seed-batched",
+        spec: SpecConfig | None = None,
+        prefix_cache: PrefixCache | None = None,
+        max_running: int = MAX_RUNNING,
+        trace: Trace | None = None,
+    ) -> None:
+        self.method = method if isinstance(method, Method) else get_method(method)
+        if self.method.schedule not in ("serial", "batched"):
+            raise SeedtreeError(f"method '{self.method.name}' does not run on the step engine")
+        self.pair, self.spec = pair, spec or SpecConfig()
+        self.shape = self.method.shape(self.spec)
+        self.cache = prefix_cache if self.method.prefix_cache else None
+        self.max_running = 1 if self.method.schedule == "serial" else max_running
+        self.trace = trace or Trace(method=self.method.name)
+        self.waiting: deque[Branch] = deque()
+        self.running: list[Branch] = []
+        self.ids: dict[Hashable, Branch] = {}
+        self.request_of: dict[int, Hashable] = {}
+        self.aborted: list[Branch] = []
+        self.rounds = 0
+
+    # -- requests -------------------------------------------------------------------------------
+    def add_request(self, request_id: Hashable, prompt_ids: list[int], params: SamplingParams):
+        if request_id in self.ids:
+            raise SeedtreeError(f"request id {request_id!r} is already in use: pick another")
+        check_prompt(self.pair, prompt_ids)
+        if self.method.draft == "tree":
+            check_tree_fits(self.pair, prompt_ids, self.spec)
+        index = len(self.request_of)
+        branch = Branch(
+            index, self.pair, Request(list(prompt_ids), params), self.spec, self.shape,
+            self.method.name,
+        )  # fmt: skip
+        self.ids[request_id] = branch
+        self.request_of[index] = request_id
+        self.waiting.append(branch)
+
+    def abort(self, request_id: Hashable) -> bool:
+        """Stop a request now and free its KV; its output (finish_reason "cancelled") comes with
+        the next step. Unknown or finished ids are ignored (False)."""
+        branch = self.ids.get(request_id)
+        if branch is None or branch.done:
+            return False
+        branch.cancelled = True
+        if branch in self.waiting:
+            self.waiting.remove(branch)
+        if branch in self.running:
+            self.running.remove(branch)
+        self._free(branch)
+        self.aborted.append(branch)
+        return True
+
+    def has_unfinished(self) -> bool:
+        return bool(self.waiting or self.running or self.aborted)
+
+    # -- one round ------------------------------------------------------------------------------
+    def step(self) -> list[RequestOutput]:
+        outputs = [self._finished(b) for b in self.aborted]
+        self.aborted = []
+        self._admit()
+        active = [b for b in self.running if not b.done]
+        reported = {b.index for b in active}
+        if active:
+            before = {b.index: len(b.seq.generated) for b in active}
+            if self.shape:
+                t = self.trace.now()
+                speculative.draft(active)
+                drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
+                if drafting:
+                    self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
+            t = self.trace.now()
+            speculative.verify(active)
+            ids = [b.index for b in active]
+            self.trace.add("verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids))
+            self.rounds += 1
+            outputs += [self._update(b, before[b.index]) for b in active]
+        for b in [b for b in self.running if b.done]:
+            self.running.remove(b)
+            self._free(b)
+            if b.index not in reported:  # failed before its first round
+                outputs.append(self._finished(b))
+        return outputs
+
+    def _admit(self) -> None:
+        """Waiting requests join: prefix-cache hits loaded, the rest prefilled together."""
+        new = []
+        while self.waiting and len(self.running) < self.max_running:
+            new.append(self.waiting.popleft())
+        if not new:
+            return
+        t = self.trace.now()
+        for b in new:
+            if self.cache is not None:
+                b.stats.cached_tokens = self.cache.match(b.seq.tokens[:-1], b.p, b.q)
+        share = self.method.share_prefill
+        speculative.run_isolated(lambda bs: speculative.prefill(bs, share), new)
+        if self.cache is not None:
+            for b in new:
+                if not b.done:
+                    self.cache.insert(b.seq.tokens[:-1], b.p, b.q)
+        self.trace.add("prefill", [b.index for b in new], t, self.trace.now())
+        self.running.extend(new)
+
+    # -- outputs --------------------------------------------------------------------------------
+    def _free(self, b: Branch) -> None:
+        """A branch that leaves drops its KV (what was worth keeping is in the prefix cache)."""
+        b.p.reset()
+        if b.q is not None:
+            b.q.reset()
+
+    def _update(self, b: Branch, before: int) -> RequestOutput:
+        """What changed for branch b this step (its result when it is done)."""
+        if b.done:
+            return self._finished(b, before)
+        generated = b.seq.generated
+        rid = self.request_of[b.index]
+        return RequestOutput(rid, b.index, generated[before:], list(generated), False)
+
+    def _finished(self, b: Branch, before: int | None = None) -> RequestOutput:
+        result = b.result()
+        rid, ids = self.request_of[b.index], result.token_ids
+        new = [] if before is None else ids[before:]
+        return RequestOutput(rid, b.index, new, list(ids), True, result)

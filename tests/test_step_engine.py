@@ -1,0 +1,209 @@
+"""The step engine on tiny float64 models: continuous batching, abort, the prefix cache (hits are
+bit-identical to a cold prefill; eviction changes nothing), batched drafting, adaptive
+speculation (lossless at T>0), streaming outputs."""
+
+import random
+
+import pytest
+import torch
+from conftest import encode
+from test_engines import chi2_pvalue, target_marginals
+
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
+from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma
+from seedtree.decoding.kv import KVSequence
+from seedtree.engine import PrefixCache, Request, StepEngine, generate_many
+from seedtree.errors import SeedtreeError
+from seedtree.models.tiny import CHARS
+
+
+def prompts_for(pair, n, seed):
+    rng = random.Random(seed)
+    texts = ["".join(rng.choice(CHARS) for _ in range(rng.randint(3, 25))) for _ in range(n)]
+    return [encode(pair, t) for t in texts]
+
+
+def drain(engine: StepEngine) -> dict:
+    results = {}
+    while engine.has_unfinished():
+        results |= {o.request_id: o.result for o in engine.step() if o.finished}
+    return results
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar", "batched-ar-cached", "sd"])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_requests_added_while_others_run_match_running_alone(pair, method, temperature):
+    prompts = prompts_for(pair, 4, seed=1)
+    params = [
+        SamplingParams(temperature=temperature, max_new_tokens=20 + 4 * i, seed=10 + i)
+        for i in range(4)
+    ]
+    alone = [generate_many(pair, [Request(ids, sp)], method).results[0] for ids, sp in
+             zip(prompts, params, strict=True)]  # fmt: skip
+    engine = StepEngine(pair, method, SpecConfig(gamma=4), PrefixCache())
+    engine.add_request("a", prompts[0], params[0])
+    results, joined = {}, []
+    for step in range(200):
+        if step in (2, 5, 9):  # requests arrive while others are decoding
+            k = len(joined) + 1
+            engine.add_request("abcd"[k], prompts[k], params[k])
+            joined.append((step, len(engine.running)))
+        results |= {o.request_id: o.result for o in engine.step() if o.finished}
+        if not engine.has_unfinished() and len(joined) == 3:
+            break
+    assert any(running > 0 for _, running in joined)  # someone was running when they joined
+    for k, ref in enumerate(alone):
+        assert results["abcd"[k]].token_ids == ref.token_ids, (method, k)
+    if temperature == 0:
+        for k, ref in enumerate(alone):
+            assert ref.token_ids == generate_ar(pair, prompts[k], params[k]).token_ids
+
+
+def test_batched_rounds_verify_every_branch_in_one_target_forward(pair):
+    prompts = prompts_for(pair, 3, seed=2)
+    engine = StepEngine(pair, "seed-batched", SpecConfig(gamma=4, adaptive=False))
+    for i, ids in enumerate(prompts):
+        engine.add_request(i, ids, SamplingParams(max_new_tokens=30, ignore_eos=True))
+    counts = {"p": 0, "q": 0}
+    hooks = [
+        pair.target.register_forward_pre_hook(lambda *a: counts.__setitem__("p", counts["p"] + 1)),
+        pair.draft.register_forward_pre_hook(lambda *a: counts.__setitem__("q", counts["q"] + 1)),
+    ]
+    try:
+        engine.step()  # admission (one prefill forward per model) + the first round
+        assert counts == {"p": 1 + 1, "q": 1 + 4}  # 3 branches: ONE forward per draft step
+        counts.update(p=0, q=0)
+        engine.step()
+        assert counts == {"p": 1, "q": 4}
+    finally:
+        for h in hooks:
+            h.remove()
+    assert len(engine.trace.of_kind("verify")[-1].branches) == 3
+
+
+def test_abort_frees_kv_and_leaves_others_unchanged(pair):
+    prompts = prompts_for(pair, 3, seed=3)
+    params = SamplingParams(max_new_tokens=40, ignore_eos=True)
+    engine = StepEngine(pair, "seed-batched")
+    for i, ids in enumerate(prompts):
+        engine.add_request(i, ids, params)
+    engine.step()
+    engine.step()
+    victim = engine.ids[1]
+    assert victim.p.length > 0 and victim.q.length > 0
+    assert engine.abort(1) and not engine.abort(1) and not engine.abort("unknown")
+    assert victim.p.length == 0 and victim.q.length == 0 and victim not in engine.running
+    results = drain(engine)
+    assert results[1].finish_reason == "cancelled"
+    for i in (0, 2):
+        assert results[i].token_ids == generate_ar(pair, prompts[i], params).token_ids
+
+
+def test_streamed_tokens_add_up_to_the_result(pair):
+    engine = StepEngine(pair, "seed-batched")
+    for i, ids in enumerate(prompts_for(pair, 2, seed=4)):
+        engine.add_request(i, ids, SamplingParams(max_new_tokens=17, ignore_eos=True))
+    streamed = {0: [], 1: []}
+    results = {}
+    while engine.has_unfinished():
+        for out in engine.step():
+            streamed[out.request_id] += out.new_token_ids
+            assert streamed[out.request_id] == out.token_ids
+            if out.finished:
+                results[out.request_id] = out.result
+    assert all(streamed[i] == results[i].token_ids and len(streamed[i]) == 17 for i in (0, 1))
+
+
+def test_prefix_cache_hit_gives_bit_identical_logits(pair):
+    """KV served from the cache (computed inside a longer prompt) + the rest prefilled gives
+    exactly the logits of a cold prefill of the whole prompt in one forward (float64)."""
+    shared = encode(pair, "the same instructions and problem text, ")
+    first, second = shared + encode(pair, "then thought a"), shared + encode(pair, "and thought b")
+    cache = PrefixCache()
+    warm = KVSequence(pair.target, pair.vocab_size)
+    warm.forward(first)
+    cache.insert(first, warm, None)
+    hit = KVSequence(pair.target, pair.vocab_size)
+    assert cache.match(second[:-1], hit, None) == len(shared)
+    hot = hit.forward(second[len(shared) :], keep=len(second) - len(shared))
+    cold = KVSequence(pair.target, pair.vocab_size).forward(second, keep=len(second))
+    assert torch.equal(hot, cold[len(shared) :])
+    assert cache.stats.hit_tokens == len(shared)
+
+
+def test_prefix_cache_serves_calls_and_eviction_changes_nothing(pair):
+    shared = encode(pair, "solve: 12*7 = ? step by step, ")
+    prompts = [shared + encode(pair, s) for s in ("first", "second", "third")]
+    params = SamplingParams(max_new_tokens=15, ignore_eos=True)
+    expected = [generate_ar(pair, ids, params).token_ids for ids in prompts]
+    roomy, tiny = PrefixCache(64), PrefixCache(0.001)  # 64 MB; ~1 KB: evicts almost everything
+    for cache in (roomy, tiny):
+        for ids, want in zip(prompts, expected, strict=True):  # one call per prompt
+            run = generate_many(pair, [Request(ids, params)], "seed-batched", prefix_cache=cache)
+            assert run.results[0].token_ids == want
+    assert roomy.stats.hit_tokens >= 2 * len(shared) and roomy.stats.evicted_bytes == 0
+    assert tiny.stats.evicted_bytes > 0 and tiny.nbytes <= tiny.capacity
+    run = generate_many(pair, [Request(prompts[0], params)], "seed-batched", prefix_cache=roomy)
+    assert run.stats.prefix_hit_rate > 0.9 and run.results[0].stats.cached_tokens > 0
+
+
+def test_adaptive_gamma_follows_alpha():
+    low, high = AcceptanceEstimate(), AcceptanceEstimate()
+    for _ in range(10):
+        low.update(drafted=4, accepted=0)
+        high.update(drafted=4, accepted=4)
+    assert low.alpha < 0.1 and high.alpha > 0.9
+    assert best_gamma(low.alpha, 0.15, 6) == 0  # speculation does not pay: plain decoding
+    assert best_gamma(high.alpha, 0.15, 6) == 6
+    assert best_gamma(0.5, 0.15, 6) in (1, 2, 3)
+
+
+@pytest.mark.parametrize("method", ["sd", "seed-batched"])
+def test_adaptive_speculation_keeps_the_target_distribution(pair, method):
+    """Adaptive draft length and the draft-confidence stop at T=1: the first two tokens still
+    follow the target (chi-square); the draft length really varied."""
+    ids = encode(pair, "what is 7*6?")
+    p1, p2 = target_marginals(pair, ids)
+    spec = SpecConfig(gamma=4, adaptive=True, min_draft_prob=0.2)
+    c1, c2 = torch.zeros(pair.vocab_size), torch.zeros(pair.vocab_size)
+    lengths, n = set(), 0
+    for i in range(400):
+        params = SamplingParams(temperature=1.0, max_new_tokens=6, ignore_eos=True, seed=7 * i, n=3)
+        reqs = [Request(ids, params.__class__(**{**params.__dict__, "n": 1, "seed": 7 * i + j}))
+                for j in range(3)]  # fmt: skip
+        for r in generate_many(pair, reqs, method, spec).results:
+            c1[r.token_ids[0]] += 1
+            c2[r.token_ids[1]] += 1
+            lengths.add(r.stats.drafted)
+            n += 1
+    assert len(lengths) > 2
+    assert chi2_pvalue(c1, p1, n) > 0.001
+    assert chi2_pvalue(c2, p2, n) > 0.001
+
+
+def test_bad_requests(pair):
+    engine = StepEngine(pair, "seed-batched")
+    with pytest.raises(SeedtreeError, match="empty prompt"):
+        engine.add_request(0, [], SamplingParams())
+    with pytest.raises(SeedtreeError, match="token ids must be ints"):
+        engine.add_request(0, [5, 10**6], SamplingParams())
+    engine.add_request(0, [5], SamplingParams())
+    with pytest.raises(SeedtreeError, match="already in use"):
+        engine.add_request(0, [6], SamplingParams())
+    with pytest.raises(SeedtreeError, match="does not run on the step engine"):
+        StepEngine(pair, "seed")
+
+
+def test_arrivals_bench_runs_every_schedule(pair):
+    from seedtree.bench.arrivals import ArrivalsBenchConfig, markdown_table, run_arrivals_bench
+    from seedtree.llm import LLM
+
+    cfg = ArrivalsBenchConfig(n=3, interval_s=0.05, max_new_tokens=6, repeat=2)
+    report = run_arrivals_bench(LLM(models=pair), cfg, progress=False)
+    assert [list(p) for p in report["passes"]] == [
+        list(cfg.methods),
+        [*cfg.methods[1:], cfg.methods[0]],
+    ]
+    for s in report["summary"].values():
+        assert s["mean_latency_s"] > 0 and s["throughput_rps"] > 0
+    assert "static batched-ar" in markdown_table(report)
