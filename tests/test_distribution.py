@@ -16,7 +16,6 @@ by `walk_sampling` at call time) and asserting the p-value falls below POWER.
 """
 
 from dataclasses import dataclass, replace
-from hashlib import sha256
 
 import pytest
 import torch
@@ -27,7 +26,8 @@ import seedtree.decoding.tree as tree_mod
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.sampling import probs_from_logits
 from seedtree.decoding.tree import TokenTree, walk_sampling
-from seedtree.scheduling import Request, SchedulerConfig, expand_requests, generate_many
+from seedtree.engine import Request, expand_requests, generate_many
+from seedtree.scheduling import SchedulerConfig
 
 ALPHA = 1e-4  # a lossless check fails when its p-value is below this
 POWER = 1e-6  # a planted bug must push the p-value below this (far below ALPHA)
@@ -378,17 +378,13 @@ def same_seed_expand(prompts: list[list[int]], params: SamplingParams) -> list[R
     return [Request(ids, replace(params, n=1)) for ids in prompts for _ in range(params.n)]
 
 
-def hashed_seed_expand(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
-    """Sample j of seed s seeded by a hash of (s, j): no two (s, j) share a stream."""
+def additive_seed_expand(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
+    """The old rule, a planted bug: sample j of seed s seeded s + j (seeds 1 and 2 overlap)."""
     return [
-        Request(ids, replace(params, n=1, seed=hashed_seed(params.seed, j)))
+        Request(ids, replace(params, n=1, seed=params.seed + j))
         for ids in prompts
         for j in range(params.n)
     ]
-
-
-def hashed_seed(seed: int, j: int) -> int:
-    return int.from_bytes(sha256(f"{seed}/{j}".encode()).digest()[:8], "big")
 
 
 @dataclass(frozen=True)
@@ -452,16 +448,11 @@ def shared_samples(pair, expand) -> int:
     return len(set(samples[:4]) & set(samples[4:]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue #13: sample j of seed s gets seed s + j, so seeds 1 and 2 share 3 of 4 samples "
-    "(seeds by hashing fix it)",
-)
 def test_different_seeds_give_different_samples(pair):
     shared = shared_samples(pair, expand_requests)
     assert shared == 0, f"seeds 1 and 2 share {shared} of 4 samples"
 
 
-def test_shared_sample_check_passes_with_hashed_seeds(pair):
-    """The check above is not one that always fails: with hashed seeds nothing is shared."""
-    assert shared_samples(pair, hashed_seed_expand) == 0
+def test_shared_sample_check_catches_additive_seeds(pair):
+    """The check above can fail: with seed + j, seeds 1 and 2 share 3 of their 4 samples."""
+    assert shared_samples(pair, additive_seed_expand) == 3

@@ -98,15 +98,18 @@ class RaggedBatch:
         mask[:, 0, pad, width + pad] = True  # padded queries see only themselves
         for r in rows:
             tokens, parents = feeds[r]
-            first = len(self.cols[r])
+            n, first = len(tokens), len(self.cols[r])
             self._add_nodes(r, parents, width)
-            ids[r, : len(tokens)] = torch.tensor(tokens)
+            ids[r, :n] = torch.tensor(tokens)
             positions[r, :] = self.prefix[r]
-            for j in range(len(tokens)):
-                node = first + j
-                positions[r, j] = self.prefix[r] + self.depths[r][node]
-                mask[r, 0, j, : self.prefix[r]] = True  # the row's own cached prefix
-                mask[r, 0, j, self._ancestors(r, node)] = True  # its fed ancestors and itself
+            positions[r, :n] += torch.tensor(self.depths[r][first:])
+            mask[r, 0, :n, : self.prefix[r]] = True  # the row's own cached prefix
+            if parents[1:] == list(range(first, first + n - 1)):  # a chain (a prompt, a draft)
+                mask[r, 0, :n, self._ancestors(r, parents[0])] = True  # what it hangs from
+                mask[r, 0, :n, width : width + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            else:  # a token tree: each node sees its own ancestors
+                for j in range(n):
+                    mask[r, 0, j, self._ancestors(r, first + j)] = True
         if self.model.config._attn_implementation == "eager":  # additive mask: 0 / -inf
             neg = torch.finfo(self.model.dtype).min
             mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(~mask, neg)
