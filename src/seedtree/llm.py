@@ -11,6 +11,7 @@ from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, load_pair
+from seedtree.validate import check_generate_args
 
 
 class LLM:
@@ -53,6 +54,7 @@ class LLM:
         and stats are kept in `self.last_run`."""
         from seedtree.scheduling import MANY_METHODS
 
+        check_generate_args(prompts, params, spec, chat, one_allowed=True)
         params = params or SamplingParams()
         spec = spec or SpecConfig()
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
@@ -86,6 +88,7 @@ class LLM:
         (results in prompt order, the timeline trace, run stats), also kept in `last_run`."""
         from seedtree.scheduling import expand_requests, generate_many
 
+        check_generate_args(prompts, params, spec, chat, one_allowed=False)
         params = params or SamplingParams()
         ids = [self.encode(p, chat=chat) for p in prompts]
         self.last_run = generate_many(

@@ -121,7 +121,7 @@ def _resolve_source(source: str) -> tuple[str, dict]:
 def _load_error(source: str, exc: Exception, hub: bool, fix: str | None) -> SeedtreeError:
     if hub and _hub_offline():
         return SeedtreeError(
-            f"model '{source}' is not a local folder nor in the local Hugging Face cache: pass "
+            f"model '{source}' is neither a local folder nor in the local Hugging Face cache: pass "
             "an existing folder, or download it (set HF_HUB_OFFLINE=0 to let seedtree do it)"
         )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
