@@ -504,7 +504,7 @@ def _model_label(args) -> str:
 
 def cmd_run(args) -> int:
     from seedtree.search.results import open_run, run_settings
-    from seedtree.search.run import run_dataset
+    from seedtree.search.run import run_in_folder
     from seedtree.tasks import get_task
 
     task = get_task(args.task)
@@ -519,28 +519,19 @@ def cmd_run(args) -> int:
     examples = examples[args.start : args.start + args.limit]
     data = str(args.data.resolve()) if args.data else None
     settings = run_settings(task.name, _model_label(args), args.dtype, engine, search, spec, data)
-    with open_run(args.out, settings, args.resume, args.allow_mixed):
-        pass  # a busy --out, finished records without --resume, other settings: refused now
-    llm = _llm(args)
     on_tree = None
     if args.trees:
 
         def on_tree(tree):
             tree.save(args.out / "trees" / f"{tree.example_id.replace('/', '_')}.json")
 
-    summary = run_dataset(
-        llm.models,
-        task,
-        examples,
-        args.out,
-        search,
-        engine,
-        spec,
-        args.resume,
-        on_tree=on_tree,
-        settings=settings,
-        allow_mixed=args.allow_mixed,
-    )
+    # the folder is locked and checked (busy, finished records without --resume, other
+    # settings) before the models load, and stays locked to the end
+    with open_run(args.out, settings, args.resume, args.allow_mixed) as folder:
+        llm = _llm(args)
+        summary = run_in_folder(
+            llm.models, task, examples, folder, search, engine, spec, on_tree=on_tree
+        )
     print(
         f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "
         f"(accuracy {summary.accuracy:.2f}, mean score {summary.mean_score:.2f}), "

@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from seedtree.decoding import SpecConfig
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
-from seedtree.search.results import open_run, run_settings
+from seedtree.search.results import RunFolder, open_run, run_settings
 from seedtree.tasks.base import Task
 
 
@@ -97,20 +97,35 @@ def run_dataset(
         dtype = str(pair.dtype).removeprefix("torch.")
         settings = run_settings(task.name, pair.name, dtype, engine, search, spec)
     with open_run(out, settings, resume, allow_mixed) as folder:
-        finished = {r["id"] for r in folder.records}
-        todo = [e for e in examples if str(e.id) not in finished]
-        interrupted = False
-        bar = tqdm(todo, desc=f"{task.name} {engine.method}", disable=not progress, unit="problem")
-        try:
-            for example in bar:
-                tree = solve(pair, task, example, search, engine, spec)
-                folder.append(record_of(tree, example.index))
-                if on_tree is not None:
-                    on_tree(tree)
-                correct = sum(r["correct"] for r in folder.records)
-                bar.set_postfix(correct=correct, seen=len(folder.records))
-        except KeyboardInterrupt:
-            interrupted = True
-        summary = summarize(task.name, engine.method, folder.records, interrupted)
-        folder.write_summary(summary.__dict__)
+        return run_in_folder(pair, task, examples, folder, search, engine, spec, progress, on_tree)
+
+
+def run_in_folder(
+    pair: ModelPair,
+    task: Task,
+    examples: list[Any],
+    folder: RunFolder,
+    search: SearchConfig,
+    engine: EngineConfig,
+    spec: SpecConfig | None = None,
+    progress: bool = True,
+    on_tree=None,
+) -> RunSummary:
+    """`run_dataset` in a folder already opened (and locked) by `open_run`."""
+    finished = {r["id"] for r in folder.records}
+    todo = [e for e in examples if str(e.id) not in finished]
+    interrupted = False
+    bar = tqdm(todo, desc=f"{task.name} {engine.method}", disable=not progress, unit="problem")
+    try:
+        for example in bar:
+            tree = solve(pair, task, example, search, engine, spec)
+            folder.append(record_of(tree, example.index))
+            if on_tree is not None:
+                on_tree(tree)
+            correct = sum(r["correct"] for r in folder.records)
+            bar.set_postfix(correct=correct, seen=len(folder.records))
+    except KeyboardInterrupt:
+        interrupted = True
+    summary = summarize(task.name, engine.method, folder.records, interrupted)
+    folder.write_summary(summary.__dict__)
     return summary
