@@ -1,6 +1,6 @@
 """Faults in real processes: `seedtree run` killed with SIGKILL at several points (one of them in
-the middle of writing a record), then resumed; a second run on a busy folder; Ctrl-C during
-start-up. Each subprocess pays the torch import (a few seconds): these tests are the slow ones."""
+the middle of writing a record), then resumed; a second run on the busy folder meanwhile; Ctrl-C
+during start-up. Each subprocess pays the torch import (seconds): these are the slow tests."""
 
 import json
 import os
@@ -20,24 +20,31 @@ from seedtree.search.results import read_results
 SRC = str(Path(seedtree.__file__).resolve().parents[1])
 DEADLINE_S = 120  # bound on any one subprocess
 
-# Runs the CLI, but SIGKILLs itself halfway through writing record number KILL_IN_RECORD.
-KILL_MID_WRITE = """
-import os, signal, sys
+# Runs the CLI with record writes that fail on cue: CUT_RECORD=n SIGKILLs the process halfway
+# through writing its n-th record; PAUSE_AFTER_RECORD=n holds it still (lock held, between
+# records) once its n-th record is on disk, for the test to look and kill it.
+FAULTY_CLI = """
+import os, signal, sys, time
 import seedtree.files as files
 
-class HalfWrite:
+class Faulty:
     records = 0
     def __getattr__(self, name):
         return getattr(os, name)
     def write(self, fd, data):
-        if data.startswith(b'{"id"'):
-            HalfWrite.records += 1
-            if HalfWrite.records == int(os.environ["KILL_IN_RECORD"]):
-                os.write(fd, data[: len(data) // 2])
-                os.kill(os.getpid(), signal.SIGKILL)
-        return os.write(fd, data)
+        if not data.startswith(b'{"id"'):
+            return os.write(fd, data)
+        Faulty.records += 1
+        if Faulty.records == int(os.environ.get("CUT_RECORD", 0)):
+            os.write(fd, data[: len(data) // 2])
+            os.kill(os.getpid(), signal.SIGKILL)
+        written = os.write(fd, data)
+        if Faulty.records == int(os.environ.get("PAUSE_AFTER_RECORD", 0)):
+            os.fsync(fd)
+            time.sleep(600)
+        return written
 
-files.os = HalfWrite()
+files.os = Faulty()
 from seedtree.cli import main
 sys.exit(main(sys.argv[1:]))
 """
@@ -55,15 +62,28 @@ def env(**extra) -> dict:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
-def cli(argv, code=None, **extra) -> subprocess.Popen:
-    head = ["-c", code] if code else ["-m", "seedtree.cli"]
-    return subprocess.Popen(
-        [sys.executable, *head, *map(str, argv)],
-        env=env(**extra),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+@pytest.fixture
+def cli():
+    """Starts `seedtree` (or `code`) in a subprocess; any still running at the end is killed."""
+    started = []
+
+    def start(argv, code=None, **extra) -> subprocess.Popen:
+        head = ["-c", code] if code else ["-m", "seedtree.cli"]
+        proc = subprocess.Popen(
+            [sys.executable, *head, *map(str, argv)],
+            env=env(**extra),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def finish(proc) -> tuple[int, str, str]:
@@ -107,24 +127,25 @@ def run_argv(folders, out, limit):
     ]
 
 
-def test_sigkill_at_several_points_then_resume_keeps_every_problem_once(capsys, folders, tmp_path):
+def test_sigkill_at_several_points_then_resume_keeps_every_problem_once(
+    cli, capsys, folders, tmp_path
+):
     out, n = tmp_path / "run", 5
     results = out / "results.jsonl"
 
     # 1) killed in the middle of writing the second record
-    code, _, _ = finish(cli(run_argv(folders, out, n), KILL_MID_WRITE, KILL_IN_RECORD="2"))
+    code, _, _ = finish(cli(run_argv(folders, out, n), FAULTY_CLI, CUT_RECORD="2"))
     assert code == -signal.SIGKILL
     assert whole_lines(results) == 1 and not results.read_bytes().endswith(b"\n")
 
-    # 2) resumed, then killed right after its first new record; meanwhile a second run on the
-    #    same folder is refused, naming this one's pid
-    proc = cli([*run_argv(folders, out, n), "--resume"])
-    wait_for(lambda: (out / ".lock").read_text().strip() == str(proc.pid), proc)
+    # 2) resumed, and killed between records, after its first new one; meanwhile a second run
+    #    on the same folder is refused, naming this one's pid
+    proc = cli([*run_argv(folders, out, n), "--resume"], FAULTY_CLI, PAUSE_AFTER_RECORD="1")
+    wait_for(lambda: whole_lines(results) == 2, proc)
     assert main([*map(str, run_argv(folders, out, n)), "--resume"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert f"is in use by another seedtree run (pid {proc.pid})" in err
-    wait_for(lambda: whole_lines(results) >= 2, proc)
     proc.send_signal(signal.SIGKILL)
     code, _, err = finish(proc)
     assert code == -signal.SIGKILL and "dropped a partial last record" in err
@@ -149,10 +170,11 @@ def test_sigkill_at_several_points_then_resume_keeps_every_problem_once(capsys, 
     assert f"{summary['correct']}/{n} correct" in stdout
 
 
-@pytest.mark.parametrize("delay_s", [0.8, 2.5])  # during the imports; during model loading
-def test_ctrl_c_during_start_up_says_interrupted(folders, delay_s):
+@pytest.mark.parametrize("delay_s", [0.8, 1.5])  # early and late in start-up
+def test_ctrl_c_during_start_up_says_interrupted(cli, folders, delay_s):
     models = ["--draft", folders / "draft", "--target", folders / "target"]
-    proc = cli(["generate", "--prompt", "hello", *models, "--max-new-tokens", "4000"])
+    argv = ["generate", "--method", "ar", "--prompt", "hello", *models, "--max-new-tokens", 4000]
+    proc = cli(argv)
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     code, out, err = finish(proc)
