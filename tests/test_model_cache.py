@@ -107,13 +107,17 @@ def test_corrupt_cache_is_one_line_and_prepare_force_repairs_it(home, capsys, co
     assert code == 0 and len(json.loads(out)["token_ids"]) == 3, err
 
 
-def test_changed_bytes_of_the_same_size_are_found_by_models_prepare(home, capsys):
-    config = model_dir(TARGET) / "config.json"
-    text = config.read_text()
-    config.write_text(text.replace('"', "'", 1))  # same size, other bytes
+def test_damaged_weights_of_the_right_size(home, capsys):
+    weights = model_dir(TARGET) / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[20:60] = b"x" * 40  # inside the header: same size, other bytes
+    weights.write_bytes(bytes(data))
     assert cache_state(TARGET).status == "ready"  # loading checks sizes only (cheap)
+    code, _, err = generate(capsys)
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "cannot load model" in err and "prepare --force" in err
     assert main(["models", "prepare"]) == 2  # prepare checks every sha256
-    assert "config.json has another sha256" in capsys.readouterr().err
+    assert "model.safetensors has another sha256" in capsys.readouterr().err
 
 
 def test_an_interrupted_prepare_leaves_the_cache_as_it_was(home, monkeypatch):

@@ -90,7 +90,7 @@ def check_prompts(prompts: Any, one_allowed: bool) -> None:
             raise SeedtreeError(f"prompts[{i}] must be a string, got {_kind(prompt)} {prompt!r}")
 
 
-def check_generate_args(prompts: Any, params: Any, spec: Any, chat: Any, one_allowed: bool):
+def check_generate_args(prompts: Any, params: Any, spec: Any, chat: Any, one_allowed: bool) -> None:
     """The arguments of `LLM.generate` / `LLM.generate_many` (None means the default config)."""
     from seedtree.decoding.params import SamplingParams, SpecConfig
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
@@ -143,7 +144,7 @@ def _load_model(source: str, dtype: str, fix: str | None = None) -> PreTrainedMo
     try:
         torch_dtype = torch.float32 if dtype == "int8" else DTYPES[dtype]
         model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs).eval()
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:
         raise _load_error(source, exc, bool(kwargs), fix) from None
     return quantize_int8(model) if dtype == "int8" else model
 
