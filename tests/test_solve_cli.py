@@ -9,7 +9,8 @@ from conftest import save_pair_folders
 from seedtree.cli import main
 from seedtree.models.tiny import tiny_pair
 from seedtree.search import EngineConfig, SearchConfig, Tree
-from seedtree.search.run import read_results, run_dataset
+from seedtree.search.results import read_results
+from seedtree.search.run import run_dataset
 from seedtree.tasks import get_task
 
 

@@ -3,12 +3,30 @@
 SEED: Wang et al., arXiv 2406.18200 (COLING 2025).
 """
 
-from seedtree.decoding import GenerationResult, SamplingParams, SpecConfig
+from importlib import import_module
+
 from seedtree.errors import SeedtreeError
-from seedtree.llm import LLM
-from seedtree.models import ModelPair, load_pair
 
 __version__ = "0.1.0"
+
+# Imported on first use (PEP 562), so `import seedtree.cli` stays light until the command runs
+# and a Ctrl-C while torch loads is handled like any other.
+_LAZY = {
+    "GenerationResult": "seedtree.decoding",
+    "LLM": "seedtree.llm",
+    "ModelPair": "seedtree.models",
+    "SamplingParams": "seedtree.decoding",
+    "SpecConfig": "seedtree.decoding",
+    "load_pair": "seedtree.models",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'seedtree' has no attribute '{name}'")
+
+
 __all__ = [
     "LLM",
     "GenerationResult",

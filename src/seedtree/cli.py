@@ -3,13 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
-from seedtree.engine import METHODS
 from seedtree.errors import SeedtreeError
+from seedtree.files import check_output_dir, check_output_file, read_bytes, utf8_lines
+
+
+@contextlib.contextmanager
+def exit_on_interrupt():
+    """Start-up (imports, model loading): a Ctrl-C exits at once with "interrupted" and status
+    130, as one during decoding does. Nothing is written yet, and a KeyboardInterrupt raised
+    inside an import would leave modules half-imported and surface as another error."""
+
+    def interrupted(signum, frame):
+        print("interrupted", file=sys.stderr, flush=True)
+        os._exit(130)
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, interrupted)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+with exit_on_interrupt():  # torch and transformers load here
+    from seedtree.engine import METHODS
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -62,25 +90,32 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
 
 
 def read_prompts(path: Path) -> list[str]:
-    """Prompts from a text file (one per line) or a .jsonl file ({"prompt": ...} per line)."""
-    if not path.is_file():
-        raise SeedtreeError(f"prompts file {path} does not exist: pass an existing file")
+    """Prompts from a UTF-8 text file (one per line) or a .jsonl file ({"prompt": ...} per
+    line). A line that is not UTF-8, or a JSONL line without a string 'prompt', is an error."""
     prompts = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in utf8_lines(read_bytes(path, "prompts file")):
+        if line is None:
+            raise SeedtreeError(f"{path}:{number} is not UTF-8 text: save the file as UTF-8")
         if not line.strip():
             continue
-        if path.suffix == ".jsonl":
-            try:
-                prompts.append(str(json.loads(line)["prompt"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                raise SeedtreeError(
-                    f"{path}:{number} is not a JSON object with a 'prompt' field: fix that line"
-                ) from None
-        else:
-            prompts.append(line)
+        prompts.append(_jsonl_prompt(path, number, line) if path.suffix == ".jsonl" else line)
     if not prompts:
         raise SeedtreeError(f"prompts file {path} has no prompts: write one prompt per line")
     return prompts
+
+
+def _jsonl_prompt(path: Path, number: int, line: str) -> str:
+    try:
+        prompt = json.loads(line)["prompt"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise SeedtreeError(
+            f"{path}:{number} is not a JSON object with a 'prompt' field: fix that line"
+        ) from None
+    if not isinstance(prompt, str):
+        raise SeedtreeError(
+            f"{path}:{number}: 'prompt' must be a string, got {json.dumps(prompt)}: fix that line"
+        )
+    return prompt
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -178,6 +213,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--limit", type=int, default=5, help="number of problems")
     run.add_argument("--out", type=Path, required=True, help="results.jsonl + summary.json here")
     run.add_argument("--resume", action="store_true", help="skip problems already in --out")
+    run.add_argument(
+        "--allow-mixed",
+        action="store_true",
+        help="let --resume continue a run made with other settings (records are mixed)",
+    )
     run.add_argument("--trees", action="store_true", help="also save each tree as JSON")
     _add_tree_args(run)
     return parser
@@ -242,17 +282,18 @@ def parse_k_config(text: str) -> tuple[int, ...]:
 
 
 def _llm(args, progress: bool = True):
-    from seedtree.llm import LLM
+    with exit_on_interrupt():
+        from seedtree.llm import LLM
 
-    return LLM(
-        args.pair,
-        draft=args.draft,
-        target=args.target,
-        dtype=args.dtype,
-        draft_dtype=args.draft_dtype,
-        progress=progress,
-        device=args.device,
-    )
+        return LLM(
+            args.pair,
+            draft=args.draft,
+            target=args.target,
+            dtype=args.dtype,
+            draft_dtype=args.draft_dtype,
+            progress=progress,
+            device=args.device,
+        )
 
 
 def cmd_generate(args) -> int:
@@ -312,21 +353,35 @@ def _generate(llm, prompts, params, method, spec, chat, force_many):
     return llm.generate(prompts, params, method=method, spec=spec, chat=chat)
 
 
+def _cache_text(model) -> str:
+    from seedtree.models.assemble import REPAIR, cache_state, model_dir
+
+    state = cache_state(model)
+    if state.status == "ready":
+        return f"prepared at {model_dir(model)}"
+    if state.status == "corrupt":
+        return f"CORRUPT at {model_dir(model)} ({state.reason}): {REPAIR}"
+    return "not prepared"
+
+
 def cmd_models(args) -> int:
-    from seedtree.models import PAIRS, get_pair, is_prepared, model_dir, prepare_model
+    from seedtree.models import PAIRS, get_pair, prepare_model
+    from seedtree.models.assemble import cache_state, corrupt_error
 
     if args.models_command == "list":
         for name, pair in PAIRS.items():
             print(f"{name}:")
             for role, m in (("draft", pair.draft), ("target", pair.target)):
-                state = f"prepared at {model_dir(m)}" if is_prepared(m) else "not prepared"
                 print(
                     f"  {role:6s} {m.name} ({m.license}) from {m.parts.prefix}1..{m.parts.n_parts}"
-                    f": {state}"
+                    f": {_cache_text(m)}"
                 )
         return 0
     pair = get_pair(args.pair)
     for m in (pair.draft, pair.target):
+        state = None if args.force else cache_state(m, checksums=True)  # a prepared cache: verify
+        if state is not None and state.status == "corrupt":
+            raise corrupt_error(m, state)
         print(f"{m.name}: {prepare_model(m, force=args.force)}")
     return 0
 
@@ -449,7 +504,7 @@ def _tree_configs(args) -> tuple:
     from seedtree.decoding import SamplingParams, SpecConfig
     from seedtree.search import EngineConfig, SearchConfig
 
-    SamplingParams(temperature=args.temperature, top_p=args.top_p)  # validates both
+    SamplingParams(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # validates
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise SeedtreeError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     search = SearchConfig(
@@ -493,8 +548,16 @@ def cmd_solve(args) -> int:
     return 0
 
 
+def _model_label(args) -> str:
+    """The pair as `load_pair` names it, known before it loads."""
+    from seedtree.models import DEFAULT_PAIR
+
+    return f"{args.draft} -> {args.target}" if args.draft else (args.pair or DEFAULT_PAIR)
+
+
 def cmd_run(args) -> int:
-    from seedtree.search.run import run_dataset
+    from seedtree.search.results import open_run, run_settings
+    from seedtree.search.run import run_in_folder
     from seedtree.tasks import get_task
 
     task = get_task(args.task)
@@ -507,16 +570,21 @@ def cmd_run(args) -> int:
             f"--start {args.start} is out of range: {task.name} has {len(examples)} problems"
         )
     examples = examples[args.start : args.start + args.limit]
-    llm = _llm(args)
+    data = str(args.data.resolve()) if args.data else None
+    settings = run_settings(task.name, _model_label(args), args.dtype, engine, search, spec, data)
     on_tree = None
     if args.trees:
 
         def on_tree(tree):
             tree.save(args.out / "trees" / f"{tree.example_id.replace('/', '_')}.json")
 
-    summary = run_dataset(
-        llm.models, task, examples, args.out, search, engine, spec, args.resume, on_tree=on_tree
-    )
+    # the folder is locked and checked (busy, finished records without --resume, other
+    # settings) before the models load, and stays locked to the end
+    with open_run(args.out, settings, args.resume, args.allow_mixed) as folder:
+        llm = _llm(args)
+        summary = run_in_folder(
+            llm.models, task, examples, folder, search, engine, spec, on_tree=on_tree
+        )
     print(
         f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "
         f"(accuracy {summary.accuracy:.2f}, mean score {summary.mean_score:.2f}), "
@@ -587,9 +655,42 @@ COMMANDS = {
 }
 
 
+# Where each command writes ("file" or "dir" options, and files it writes in a "dir"); every
+# path is checked writable before any model loads, so no finished work is lost at the end.
+OUTPUTS = {
+    "generate": {"trace": "file", "gantt": "file"},
+    "solve": {"out": "dir"},
+    "run": {"out": "dir"},
+    "demo": {"out": "dir"},
+    "bench": {"out": "dir"},
+    "bench-many": {"out": "dir"},
+    "bench-decode": {"out": "file"},
+}
+FILES_IN_OUT = {
+    "solve": ("tree.json", "report.html"),
+    "demo": ("tree.json", "report.html"),
+    "run": ("results.jsonl", "run.json", "summary.json"),
+}
+
+
+def check_outputs(args) -> None:
+    for name, kind in OUTPUTS.get(args.command, {}).items():
+        path, option = getattr(args, name), f"--{name}"
+        if path is None:
+            continue
+        if kind == "file":
+            check_output_file(path, option)
+            continue
+        check_output_dir(path, option)
+        for file in FILES_IN_OUT.get(args.command, ()):
+            check_output_file(path / file, option)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        with exit_on_interrupt():
+            args = build_parser().parse_args(argv)
+            check_outputs(args)
         return COMMANDS[args.command](args)
     except SeedtreeError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -597,6 +698,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a write that failed after all (disk full, a path changed meanwhile)
+        where = f" ({exc.filename})" if exc.filename else ""
+        print(f"error: {exc.strerror or exc}{where}: check the path, free space", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

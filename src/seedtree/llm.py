@@ -12,6 +12,7 @@ from seedtree.decoding.result import GenerationResult
 from seedtree.engine import ManyResult, PrefixCache, expand_requests, generate_many, get_method
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, load_pair
+from seedtree.validate import check_generate_args
 
 
 class LLM:
@@ -55,11 +56,13 @@ class LLM:
     ) -> list[GenerationResult]:
         """`params.n` results per prompt, in prompt order, all as one run of `method` (any
         registered method; its trace and stats are kept in `self.last_run`)."""
+        check_generate_args(prompts, params, spec, chat, one_allowed=True)
+        prompts = [prompts] if isinstance(prompts, str) else prompts
         return self.generate_many(prompts, params, method=method, spec=spec, chat=chat).results
 
     def generate_many(
         self,
-        prompts: str | list[str],
+        prompts: list[str],
         params: SamplingParams | None = None,
         *,
         method: str = "seed-batched",
@@ -69,9 +72,10 @@ class LLM:
     ) -> ManyResult:
         """All prompts (x params.n samples) as one many-request run; returns the `ManyResult`
         (results in prompt order, the timeline trace, run stats), also kept in `last_run`."""
+        check_generate_args(prompts, params, spec, chat, one_allowed=False)
         get_method(method)
         params = params or SamplingParams()
-        prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        prompts = list(prompts)
         if not prompts:
             raise SeedtreeError("no prompts: pass at least one prompt")
         ids = [self.encode(p, chat=chat) for p in prompts]

@@ -26,7 +26,7 @@ class _StopStrings:
         self.tokenizer, self.stop, self.prompt_len = tokenizer, stop, prompt_len
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        text = self.tokenizer.decode(input_ids[0, self.prompt_len :])
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
         done = any(s in text for s in self.stop)
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
 

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from seedtree.errors import SeedtreeError
+from seedtree.validate import (
+    MAX_FANOUT,
+    MAX_GAMMA,
+    MAX_TREE_NODES,
+    check_bool,
+    check_int,
+    check_real,
+    check_seed,
+    int_tuple,
+    str_tuple,
+)
 
 
 @dataclass(frozen=True)
@@ -26,16 +36,17 @@ class SamplingParams:
     n: int = 1
 
     def __post_init__(self) -> None:
-        if not math.isfinite(self.temperature) or self.temperature < 0:
+        check_real("temperature", self.temperature)
+        check_real("top_p", self.top_p)
+        if self.temperature < 0:
             raise SeedtreeError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise SeedtreeError(f"top_p must be in (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise SeedtreeError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
-        if self.n < 1:
-            raise SeedtreeError(f"n must be >= 1, got {self.n}")
-        if isinstance(self.stop, str):
-            object.__setattr__(self, "stop", (self.stop,))
+        check_int("max_new_tokens", self.max_new_tokens, low=1)
+        check_int("n", self.n, 1, MAX_FANOUT)
+        check_seed("seed", self.seed)
+        check_bool("ignore_eos", self.ignore_eos)
+        object.__setattr__(self, "stop", str_tuple("stop", self.stop))
         if any(not s for s in self.stop):
             raise SeedtreeError("stop strings must be non-empty")
 
@@ -67,17 +78,28 @@ class SpecConfig:
     min_draft_prob: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.gamma < 1:
-            raise SeedtreeError(f"gamma must be >= 1 (draft tokens per round), got {self.gamma}")
+        check_int("gamma", self.gamma)
+        object.__setattr__(self, "k_config", int_tuple("k_config", self.k_config))
+        check_bool("replacement", self.replacement)
+        if self.tree_nodes > MAX_TREE_NODES:
+            raise SeedtreeError(
+                f"k_config {','.join(map(str, self.k_config))} makes {self.tree_nodes} draft-tree "
+                f"nodes per round, more than {MAX_TREE_NODES}: use fewer candidates per depth"
+            )
+        check_bool("adaptive", self.adaptive)
+        if not 1 <= self.gamma <= MAX_GAMMA:
+            raise SeedtreeError(
+                f"gamma must be in [1, {MAX_GAMMA}] (draft tokens per round), got {self.gamma}"
+            )
         if not self.k_config:
             raise SeedtreeError("k_config is empty: give candidates per draft depth, e.g. 2,1,1")
         if any(k < 1 for k in self.k_config):
             raise SeedtreeError(
                 f"k_config entries must be >= 1, got {','.join(map(str, self.k_config))}"
             )
-        if not 0 < self.c < 10:
+        if not isinstance(self.c, int | float) or not 0 < self.c < 10:
             raise SeedtreeError(f"c (draft/target cost ratio) must be in (0, 10), got {self.c}")
-        if not 0 <= self.min_draft_prob < 1:
+        if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
 
     @property

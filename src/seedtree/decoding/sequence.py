@@ -3,6 +3,9 @@
 Every engine commits tokens through `Sequence.commit`, one token at a time, so all engines end a
 request at exactly the same token: speculative engines commit several tokens per round, but a stop
 string or eos inside them ends the request there and the rest are discarded.
+
+Stop strings are looked for in the text that `text()` returns: decoded without special tokens, so
+a stop string split by a special token ends the request exactly where `text()` cuts it.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ class Sequence:
         self.eos = set() if params.ignore_eos else set(eos_token_ids)
         self.max_len = min(max_context, self.prompt_len + params.max_new_tokens)
         self.finish_reason: str | None = None
-        # tokens decoded to look for a stop string that the newest token may complete
+        # non-special tokens decoded to look for a stop string the newest token may complete
         self._stop_window = max((len(s) for s in params.stop), default=0) + 4
+        self._special = frozenset(getattr(tokenizer, "all_special_ids", ()))
 
     @property
     def generated(self) -> list[int]:
@@ -57,10 +61,22 @@ class Sequence:
         return len(new_tokens)
 
     def _stop_in_tail(self) -> bool:
-        tail = self.tokenizer.decode(self.generated[-self._stop_window :])
+        tail = self._decode(self._tail())
         return any(s in tail for s in self.params.stop)
 
+    def _tail(self) -> list[int]:
+        """The newest generated tokens, holding `_stop_window` non-special ones (or all)."""
+        generated, kept = self.generated, 0
+        for start in range(len(generated) - 1, -1, -1):
+            kept += generated[start] not in self._special
+            if kept == self._stop_window:
+                return generated[start:]
+        return generated
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
     def text(self) -> str:
-        text = self.tokenizer.decode(self.generated, skip_special_tokens=True)
+        text = self._decode(self.generated)
         cuts = [text.find(s) for s in self.params.stop if s in text]
         return text[: min(cuts)] if cuts else text

@@ -6,15 +6,17 @@ the vocabulary size both are scored over, the end-of-sequence ids and the contex
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel
 from transformers.utils import logging as hf_logging
 
 from seedtree.errors import SeedtreeError
-from seedtree.models.assemble import prepare_model
+from seedtree.models.assemble import REPAIR, prepare_model
 from seedtree.models.registry import DEFAULT_PAIR, get_pair
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float64": torch.float64}
@@ -107,37 +109,63 @@ def check_same_vocabulary(draft_tok, target_tok, draft_name: str, target_name: s
         )
 
 
-def _check_source(source: str) -> None:
-    if not Path(source).is_dir() and (source.startswith((".", "/", "~")) or source.count("/") > 1):
+def _looks_like_path(source: str) -> bool:
+    """A Hugging Face id is `name` or `org/name`. A string that starts with '.', '~' or '/',
+    holds a backslash or more than one '/', or whose `org` part is a local folder, is a path."""
+    if source.startswith((".", "~", "/")) or source.endswith("/") or "\\" in source:
+        return True
+    parts = source.split("/")
+    return len(parts) > 2 or (len(parts) == 2 and Path(parts[0]).is_dir())
+
+
+def _hub_offline() -> bool:
+    """Hugging Face ids resolve from the local cache only, unless HF_HUB_OFFLINE says 0/false."""
+    return os.environ.get("HF_HUB_OFFLINE", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _resolve_source(source: str) -> tuple[str, dict]:
+    """(what to pass to from_pretrained, its extra keyword arguments); a missing local path
+    is an error at once, before transformers sees it."""
+    path = Path(source).expanduser()
+    if path.is_dir():
+        return str(path), {}
+    if path.exists():
+        raise SeedtreeError(f"model path '{source}' is a file: pass the model's folder")
+    if _looks_like_path(source):
         raise SeedtreeError(
             f"model folder '{source}' does not exist: pass an existing folder or a "
             "Hugging Face id such as Qwen/Qwen2.5-Coder-1.5B-Instruct"
         )
+    return source, {"local_files_only": _hub_offline()}
 
 
-def _load_error(source: str, exc: Exception) -> SeedtreeError:
+def _load_error(source: str, exc: Exception, hub: bool, fix: str | None) -> SeedtreeError:
+    if hub and _hub_offline():
+        return SeedtreeError(
+            f"model '{source}' is neither a local folder nor in the local Hugging Face cache: pass "
+            "an existing folder, or download it (set HF_HUB_OFFLINE=0 to let seedtree do it)"
+        )
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return SeedtreeError(
-        f"cannot load model '{source}' ({first[:160]}): pass a local folder or a Hugging Face "
-        "id that is in the local cache (there is no network)"
-    )
+    fix = fix or "pass a local folder or a Hugging Face id that is in the local cache"
+    return SeedtreeError(f"cannot load model '{source}' ({first[:160]}): {fix}")
 
 
-def _load_tokenizer(source: str):
-    _check_source(source)
+def _load_tokenizer(source: str, fix: str | None = None):
+    name, kwargs = _resolve_source(source)
     try:
-        return AutoTokenizer.from_pretrained(source)
+        return AutoTokenizer.from_pretrained(name, **kwargs)
     except (OSError, ValueError) as exc:
-        raise _load_error(source, exc) from None
+        raise _load_error(source, exc, bool(kwargs), fix) from None
 
 
-def _load_model(source: str, dtype: str) -> PreTrainedModel:
+def _load_model(source: str, dtype: str, fix: str | None = None) -> PreTrainedModel:
     hf_logging.disable_progress_bar()  # a seconds-long load needs no per-tensor bar
+    name, kwargs = _resolve_source(source)
     try:
         torch_dtype = torch.float32 if dtype == "int8" else DTYPES[dtype]
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype).eval()
-    except (OSError, ValueError) as exc:
-        raise _load_error(source, exc) from None
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=torch_dtype, **kwargs).eval()
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise _load_error(source, exc, bool(kwargs), fix) from None
     return quantize_int8(model) if dtype == "int8" else model
 
 
@@ -165,16 +193,17 @@ def load_pair(
         raise SeedtreeError("pass both --draft and --target, or neither (to use --pair)")
     if draft is not None and pair is not None:
         raise SeedtreeError("pass either --pair or --draft/--target, not both")
+    fix = None
     if draft is None:
         embedded = get_pair(pair or DEFAULT_PAIR)
         draft = str(prepare_model(embedded.draft, progress=progress))
         target = str(prepare_model(embedded.target, progress=progress))
-        name = embedded.name
+        name, fix = embedded.name, f"the cache may be damaged: {REPAIR}"
     else:
         name = f"{draft} -> {target}"
-    q_tok, p_tok = _load_tokenizer(draft), _load_tokenizer(target)
+    q_tok, p_tok = _load_tokenizer(draft, fix), _load_tokenizer(target, fix)
     check_same_vocabulary(q_tok, p_tok, draft, target)
-    q_model, p_model = _load_model(draft, draft_dtype), _load_model(target, dtype)
+    q_model, p_model = _load_model(draft, draft_dtype, fix), _load_model(target, dtype, fix)
     return ModelPair(draft=q_model, target=p_model, tokenizer=p_tok, name=name)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from seedtree.errors import SeedtreeError
+from seedtree.validate import MAX_DEPTH, MAX_FANOUT, check_int, check_real
 
 ALGORITHMS = ("bfs", "dfs")
 
@@ -27,11 +28,12 @@ class SearchConfig:
     max_expansions: int = 8
 
     def __post_init__(self) -> None:
-        for name in ("k", "b", "n_evaluate", "max_expansions"):
-            if getattr(self, name) < 1:
-                raise SeedtreeError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.depth is not None and self.depth < 1:
-            raise SeedtreeError(f"depth must be >= 1, got {self.depth}")
+        for name in ("k", "b", "n_evaluate"):
+            check_int(name, getattr(self, name), 1, MAX_FANOUT)
+        check_int("max_expansions", self.max_expansions, 1, MAX_DEPTH)
+        if self.depth is not None:
+            check_int("depth", self.depth, 1, MAX_DEPTH)
+        check_real("threshold", self.threshold)
         if self.algorithm not in ALGORITHMS:
             raise SeedtreeError(
                 f"unknown algorithm '{self.algorithm}': choose one of {', '.join(ALGORITHMS)}"

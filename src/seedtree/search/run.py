@@ -1,10 +1,10 @@
 """A dataset slice, one example after another: one JSONL record per finished example, appended
-as it completes (Ctrl-C loses nothing finished), `resume` skips ids already in the file, and a
-summary (score, time, tokens/s, unparsed values) at the end."""
+whole as it completes (Ctrl-C or a kill loses nothing finished), `resume` skips ids already in the
+file, and a summary (score, time, tokens/s, unparsed values) at the end. The folder itself (lock,
+settings, partial lines) is `search.results`."""
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +13,9 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from seedtree.decoding import SpecConfig
-from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
+from seedtree.search.results import RunFolder, open_run, run_settings
 from seedtree.tasks.base import Task
 
 
@@ -55,18 +55,6 @@ def record_of(tree, index: int) -> dict:
     }
 
 
-def read_results(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except ValueError:
-            continue  # a line cut by a crash mid-write: that example runs again
-    return records
-
-
 def summarize(task: str, method: str, records: list[dict], interrupted=False) -> RunSummary:
     wall = sum(r["wall_s"] for r in records)
     tokens = sum(r["new_tokens"] for r in records)
@@ -98,34 +86,46 @@ def run_dataset(
     resume: bool = False,
     progress: bool = True,
     on_tree=None,
+    settings: dict | None = None,
+    allow_mixed: bool = False,
 ) -> RunSummary:
     """Solve `examples` in order; append each record to `out/results.jsonl` as it finishes.
-    Without `resume`, an existing non-empty results file is an error (nothing is overwritten)."""
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "results.jsonl"
-    done = read_results(path)
-    if done and not resume:
-        raise SeedtreeError(
-            f"{path} already holds {len(done)} results: pass --resume to continue it, "
-            "or choose another --out"
-        )
-    finished = {r["id"] for r in done}
+    Without `resume`, an existing non-empty results file is an error (nothing is overwritten);
+    with it, the run's `settings` (default: `run_settings` of these configs and `pair`) must
+    equal those the folder was started with, unless `allow_mixed`. See `search.results`."""
+    if settings is None:
+        dtype = str(pair.dtype).removeprefix("torch.")
+        settings = run_settings(task.name, pair.name, dtype, engine, search, spec)
+    with open_run(out, settings, resume, allow_mixed) as folder:
+        return run_in_folder(pair, task, examples, folder, search, engine, spec, progress, on_tree)
+
+
+def run_in_folder(
+    pair: ModelPair,
+    task: Task,
+    examples: list[Any],
+    folder: RunFolder,
+    search: SearchConfig,
+    engine: EngineConfig,
+    spec: SpecConfig | None = None,
+    progress: bool = True,
+    on_tree=None,
+) -> RunSummary:
+    """`run_dataset` in a folder already opened (and locked) by `open_run`."""
+    finished = {r["id"] for r in folder.records}
     todo = [e for e in examples if str(e.id) not in finished]
     interrupted = False
     bar = tqdm(todo, desc=f"{task.name} {engine.method}", disable=not progress, unit="problem")
     try:
-        with path.open("a") as f:
-            for example in bar:
-                tree = solve(pair, task, example, search, engine, spec)
-                record = record_of(tree, example.index)
-                f.write(json.dumps(record) + "\n")
-                f.flush()
-                done.append(record)
-                if on_tree is not None:
-                    on_tree(tree)
-                bar.set_postfix(correct=sum(r["correct"] for r in done), seen=len(done))
+        for example in bar:
+            tree = solve(pair, task, example, search, engine, spec)
+            folder.append(record_of(tree, example.index))
+            if on_tree is not None:
+                on_tree(tree)
+            correct = sum(r["correct"] for r in folder.records)
+            bar.set_postfix(correct=correct, seen=len(folder.records))
     except KeyboardInterrupt:
         interrupted = True
-    summary = summarize(task.name, engine.method, done, interrupted)
-    (out / "summary.json").write_text(json.dumps(summary.__dict__, indent=1))
+    summary = summarize(task.name, engine.method, folder.records, interrupted)
+    folder.write_summary(summary.__dict__)
     return summary

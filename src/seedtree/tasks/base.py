@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from seedtree.errors import SeedtreeError
+from seedtree.files import read_bytes, utf8_lines
 
 Steps = tuple[str, ...]  # the thoughts of a state, root first
 
@@ -123,15 +124,16 @@ class Task(ABC):
 
 
 def load_records(path: Path, build: Callable[[int, dict], Any]) -> list[Any]:
-    """`build(index, record)` for each line of a JSONL file. A malformed line (bad JSON, missing
-    or wrong fields) is skipped with a warning naming the file and line; indices stay dense."""
-    if not path.exists():
-        raise SeedtreeError(f"data file {path} does not exist: check the path")
+    """`build(index, record)` for each line of a JSONL file. A malformed line (not UTF-8, bad
+    JSON, missing or wrongly typed fields) is skipped with a warning naming the file and line;
+    indices stay dense."""
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
+    for number, line in utf8_lines(read_bytes(path, "data file")):
+        if line is not None and not line.strip():
             continue
         try:
+            if line is None:
+                raise ValueError("not UTF-8 text")
             record = json.loads(line)
             if not isinstance(record, dict):
                 raise ValueError("not a JSON object")
@@ -141,6 +143,39 @@ def load_records(path: Path, build: Callable[[int, dict], Any]) -> list[Any]:
     if not examples:
         raise SeedtreeError(f"data file {path} holds no usable example: check its format")
     return examples
+
+
+def _typed(record: dict, name: str, kind: type, what: str) -> Any:
+    value = record[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise TypeError(f"'{name}' must be {what}, got {json.dumps(value)}")
+    return value
+
+
+def text_field(record: dict, name: str) -> str:
+    """`record[name]`, which must be a string (KeyError when absent, TypeError otherwise)."""
+    return _typed(record, name, str, "a string")
+
+
+def int_field(record: dict, name: str) -> int:
+    return _typed(record, name, int, "an integer")
+
+
+def texts_field(record: dict, name: str) -> list[str]:
+    """`record[name]`, which must be a list of strings."""
+    values = _typed(record, name, list, "a list of strings")
+    if not all(isinstance(v, str) for v in values):
+        raise TypeError(f"'{name}' must be a list of strings, got {json.dumps(values)}")
+    return values
+
+
+def atoms_field(record: dict, name: str) -> list[tuple[str, ...]]:
+    """`record[name]`, which must be a list of lists of strings (facts or actions)."""
+    values = _typed(record, name, list, "a list of lists of strings")
+    ok = all(isinstance(v, list) and all(isinstance(x, str) for x in v) for v in values)
+    if not ok:
+        raise TypeError(f"'{name}' must be a list of lists of strings, got {json.dumps(values)}")
+    return [tuple(v) for v in values]
 
 
 def numbered(lines: list[str] | Steps) -> str:

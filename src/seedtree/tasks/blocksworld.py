@@ -13,7 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seedtree.tasks import data_path
-from seedtree.tasks.base import Ask, Outcome, Prompt, Steps, Task, load_records
+from seedtree.tasks.base import (
+    Ask,
+    Outcome,
+    Prompt,
+    Steps,
+    Task,
+    atoms_field,
+    load_records,
+    text_field,
+)
 from seedtree.tasks.blocksworld_sim import (
     Action,
     State,
@@ -43,12 +52,12 @@ class Instance:
 def _instance(index: int, record: dict) -> Instance:
     return Instance(
         index,
-        str(record["id"]),
-        frozenset(tuple(a) for a in record["init"]),
-        frozenset(tuple(a) for a in record["goal"]),
-        tuple(tuple(a) for a in record["gold_plan"]),
-        str(record["init_nl"]),
-        str(record["goal_nl"]),
+        text_field(record, "id"),
+        frozenset(atoms_field(record, "init")),
+        frozenset(atoms_field(record, "goal")),
+        tuple(atoms_field(record, "gold_plan")),
+        text_field(record, "init_nl"),
+        text_field(record, "goal_nl"),
     )
 
 

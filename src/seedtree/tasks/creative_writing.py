@@ -14,7 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from seedtree.tasks import data_path
-from seedtree.tasks.base import Ask, Outcome, Prompt, Steps, Task, load_records, numbered
+from seedtree.tasks.base import (
+    Ask,
+    Outcome,
+    Prompt,
+    Steps,
+    Task,
+    int_field,
+    load_records,
+    numbered,
+    texts_field,
+)
 
 
 @dataclass(frozen=True)
@@ -33,10 +43,10 @@ class Writing:
 
 
 def _writing(index: int, record: dict) -> Writing:
-    sentences = tuple(str(s) for s in record["sentences"])
+    sentences = tuple(texts_field(record, "sentences"))
     if len(sentences) != 4:
         raise ValueError(f"expected 4 sentences, got {len(sentences)}")
-    return Writing(index, int(record["idx"]), sentences)
+    return Writing(index, int_field(record, "idx"), sentences)
 
 
 @dataclass(frozen=True)

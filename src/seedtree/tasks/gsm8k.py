@@ -14,7 +14,7 @@ from pathlib import Path
 
 from seedtree.errors import SeedtreeError
 from seedtree.tasks import data_path
-from seedtree.tasks.base import Ask, Outcome, Prompt, Steps, Task, load_records
+from seedtree.tasks.base import Ask, Outcome, Prompt, Steps, Task, load_records, text_field
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,7 @@ class Problem:
 
 
 def _problem(index: int, record: dict) -> Problem:
-    problem = Problem(index, str(record["question"]), str(record["answer"]))
+    problem = Problem(index, text_field(record, "question"), text_field(record, "answer"))
     problem.gold  # noqa: B018 -- raises on a missing or non-numeric "#### <number>"
     return problem
 
