@@ -64,7 +64,7 @@ def test_ar_and_sd_json_give_identical_token_ids(capsys, folders):
         (["--prompt", ""], "prompt is empty"),
         (["--prompt", "   "], "prompt is empty"),
         (["--prompt", "x", "--max-new-tokens", "0"], "max_new_tokens must be >= 1"),
-        (["--prompt", "x", "--gamma", "0"], "gamma must be >= 1"),
+        (["--prompt", "x", "--gamma", "0"], "gamma must be in [1, 64]"),
         (["--prompt", "x", "--temperature", "-0.5"], "temperature must be >= 0"),
         (["--prompt", "x", "--pair", "nope"], "unknown model pair 'nope'"),
         (

@@ -59,6 +59,7 @@ class Runner:
         cancelled: set[int] | None = None,
     ) -> None:
         self.work, self.config, self.trace = work, config, trace
+        self.branches = set(branches)
         self.cancelled = cancelled if cancelled is not None else set()
         self._handled_cancels: set[int] = set()
         self.queue = make_queue(config.policy)
@@ -100,6 +101,8 @@ class Runner:
     def _apply_cancels(self) -> None:
         for branch in self.cancelled - self._handled_cancels:
             self._handled_cancels.add(branch)
+            if branch not in self.branches:  # an unknown index: nothing to stop
+                continue
             self.work.cancel(branch)
             self.sched.cancel(branch)
             if branch in self.to_draft:
