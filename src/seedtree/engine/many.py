@@ -54,8 +54,8 @@ def sample_seed(seed: int, j: int) -> int:
     samples (seed + j would give seeds 1 and 2 four of five samples in common)."""
     if j == 0:
         return seed
-    digest = hashlib.blake2b(f"{seed}/{j}".encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") >> 2
+    digest = hashlib.blake2b(f"{seed}/{j}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "little")  # a valid seed: [0, 2**32)
 
 
 def expand_requests(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
