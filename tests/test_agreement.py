@@ -147,3 +147,10 @@ def test_real_divergences_of_lossless_engines_are_ties():
             if d is not None:
                 verdicts.append(d.verdict)
     assert verdicts and set(verdicts) == {"tie"}, verdicts
+
+
+def test_top2_lists_equal_logits_in_argmax_order():
+    from seedtree.decoding.check import Top2
+
+    logits = torch.tensor([0.0, 2.0, 1.0, 2.0])
+    assert Top2.of(logits).tokens == (1, 3) and int(logits.argmax()) == 1

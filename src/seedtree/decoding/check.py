@@ -77,8 +77,11 @@ class Top2:
 
     @classmethod
     def of(cls, logits: torch.Tensor) -> Top2:  # logits [V]
-        top = logits.topk(2)
-        return cls(tuple(top.indices.tolist()), tuple(top.values.tolist()))
+        """The two best tokens; of equal logits the lower id first (argmax keeps that one)."""
+        values, tokens = logits.topk(2)
+        if values[0] == values[1] and tokens[0] > tokens[1]:
+            tokens = tokens.flip(0)
+        return cls(tuple(tokens.tolist()), tuple(values.tolist()))
 
 
 @dataclass(frozen=True)
@@ -222,16 +225,18 @@ def _replay(
     scoring: Scoring,
     first: int,
     positions: range,
+    prefilled: dict | None = None,
 ) -> torch.Tensor:
     """Logits [len(positions), V] predicting the generated tokens of row `focus` at `positions`,
     AR's tokens fed teacher-forced in `scoring`'s shape: every row scores a tile of
     `scoring.block` tokens per forward (the first tile `first` long: the blocks' alignment), all
-    unfinished rows in one forward when `scoring.batched`, else the focus row alone."""
+    unfinished rows in one forward when `scoring.batched`, else the focus row alone.
+    `prefilled` keeps the prompts' KV between calls (never modified in place)."""
     model, vocab = pair.target, pair.vocab_size
     # 1) prefill each distinct prompt once and share its KV (rows with one prompt: one state);
     #    a speculative method keeps the prompt's last token as its first tile's root
     cut = 0 if scoring.block == 1 else 1
-    prefilled: dict[tuple[int, ...], tuple] = {}
+    prefilled = {} if prefilled is None else prefilled
     kvs, fed, got = [], [], {}
     for row, plen in zip(rows, prompt_lens, strict=True):
         prompt = tuple(row[: plen - cut])
@@ -320,9 +325,9 @@ def diagnose(
     rows = [list(p) + list(o) for p, o in batch]
     rows[row] = list(prompt_ids) + ar_ids[: positions.stop]  # replay no further than needed
     lens = [len(p) for p, _ in batch]
-    noise, reproduced, best = 0.0, False, None
+    noise, reproduced, best, prefilled = 0.0, False, None, {}
     for first in range(1, scoring.block + 1):  # every alignment of the blocks
-        other_way = _replay(pair, rows, lens, row, scoring, first, positions)  # [W, V]
+        other_way = _replay(pair, rows, lens, row, scoring, first, positions, prefilled)  # [W, V]
         noise = max(noise, float((other_way - ar_way).abs().max()))
         here = other_way[at]
         reproduced = reproduced or int(here.argmax()) == b
