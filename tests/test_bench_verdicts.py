@@ -144,7 +144,9 @@ def test_solve_compare_says_yes_or_defect(folders, tmp_path, monkeypatch, capsys
     assert "same tree as ar (thoughts, values, selection, answer): yes" in out
     assert (tmp_path / "tree.json").exists() and (tmp_path / "tree_ar.json").exists()
     plant_in(monkeypatch, search_module, "sd", rank=1)
-    code = main([*cli_args(folders, "solve", "--depth", "1", "--compare", "sd")])
+    code = main(
+        [*cli_args(folders, "solve", "--depth", "1", "--compare", "sd"), "--out", str(tmp_path)]
+    )
     out, _ = capsys.readouterr()
     assert code == 1 and "same tree as ar (thoughts, values, selection, answer): DEFECT" in out
     assert "request 0, token 1" in out
