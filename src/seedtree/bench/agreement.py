@@ -64,7 +64,7 @@ class TreeDivergence:
                 f"; target top-2 one token at a time: {_top2(tokenizer, d.ar_top2)}; "
                 f"{d.scoring}: {_top2(tokenizer, d.other_top2)}"
             )
-        return f"{text} -> {d.label()}"
+        return f"{text} -> {d.label()}" + (f" ({d.note})" if d.note else "")
 
     def to_dict(self) -> dict:
         return {

@@ -336,6 +336,9 @@ def diagnose(
             best = (lead, here)
     gap = float(ar_way[at].max() - ar_way[at, b])
     tie = gap <= max(noise, TIE_FLOOR) or reproduced
+    note = ""
+    if ar_way[at, a] < ar_way[at].max():  # bf16 kernels may differ between processes
+        note = "replayed AR's way, the target does not rank AR's own token first here"
     return Diagnosis(
         i,
         a,
@@ -347,6 +350,7 @@ def diagnose(
         other_top2=Top2.of(best[1]),
         reproduced=reproduced,
         scoring=scoring.describe(),
+        note=note,
     )
 
 
