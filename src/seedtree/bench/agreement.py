@@ -29,6 +29,19 @@ def _top2(tokenizer, top: Top2 | None) -> str:
     return ", ".join(f"{tokenizer.decode([t])!r} {v:.6g}" for t, v in pairs)
 
 
+def worst_verdict(verdicts) -> str:
+    """`yes` for no divergence, else `DEFECT` if any divergence is one, else `tie`."""
+    verdicts = set(verdicts)
+    return "yes" if not verdicts else "DEFECT" if "DEFECT" in verdicts else "tie"
+
+
+def same_as_ar(identical: bool, rows: list[dict]) -> str:
+    """A table cell for outputs compared with AR: `yes` (identical in every pass), else the worst
+    verdict among `rows` (diagnosed divergences, as dicts with a "verdict"), else `NO`."""
+    verdicts = [row["verdict"] for row in rows if "verdict" in row]
+    return "yes" if identical else worst_verdict(verdicts) if verdicts else "NO"
+
+
 @dataclass(frozen=True)
 class TreeDivergence:
     """Where one method's tree first parts from `ar`'s: call, request and token (`diagnosis`).
@@ -91,8 +104,7 @@ class Agreement:
 
     @property
     def verdict(self) -> str:
-        verdicts = {d.verdict for d in self.divergences}
-        return "yes" if not verdicts else "DEFECT" if "DEFECT" in verdicts else "tie"
+        return worst_verdict(d.verdict for d in self.divergences)
 
     def worst(self) -> TreeDivergence | None:
         """A DEFECT if any, else the tie closest to one (largest gap / noise)."""

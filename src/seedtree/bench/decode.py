@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seedtree.bench.agreement import same_as_ar
 from seedtree.decoding import ENGINES, SamplingParams, SpecConfig
 from seedtree.decoding.check import Scoring, diagnose, scoring_of
 from seedtree.decoding.result import GenerationResult
@@ -192,12 +193,6 @@ def agreement(llm: LLM, prompts, ar_results, other_results, scoring: Scoring) ->
     return rows
 
 
-def _same_as_ar(identical: bool, rows: list[dict]) -> str:
-    """`yes` (every pass), else the last pass's worst verdict: `DEFECT` or `tie`."""
-    verdicts = {row["verdict"] for row in rows if "verdict" in row}
-    return "yes" if identical else "DEFECT" if "DEFECT" in verdicts else "tie" if verdicts else "NO"
-
-
 def markdown_tables(report: dict) -> str:
     m, cfg = report["median"], report["config"]
     lines = [
@@ -222,7 +217,7 @@ def markdown_tables(report: dict) -> str:
                 if spec
                 else "- | - | - | - | - | - | "
             )
-            + f"{_same_as_ar(r['identical_to_ar'], report['agreement'].get(name, []))} |"
+            + f"{same_as_ar(r['identical_to_ar'], report['agreement'].get(name, []))} |"
         )
     if "sd" in m:
         lines += [
