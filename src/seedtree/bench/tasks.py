@@ -256,9 +256,16 @@ def run_task_bench(
     agreements = {}
     if greedy and "ar" in cfg.methods:  # "same tree as ar" is only a promise at T=0
         for method in cfg.methods:
+            pairs = [(t["ar"], t[method]) for t in runs]
+            same = all(
+                a.signature() == o.signature()
+                for ar_trees, trees in pairs
+                for a, o in zip(ar_trees, trees, strict=True)
+            )
+            if not same and progress:
+                tqdm.write(f"{method}: a tree is not ar's; diagnosing where they part ...")
             scoring = scoring_of(method, cfg.gamma, cfg.k_config)
-            found = agreement(pair, method, [(t["ar"], t[method]) for t in runs], scoring)
-            agreements[method] = found.to_dict(pair.tokenizer)
+            agreements[method] = agreement(pair, method, pairs, scoring).to_dict(pair.tokenizer)
     reference = last_trees.get("ar") or next(iter(last_trees.values()))
     bound = teacher_forced_s(pair, reference)
     report = {
