@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     solve.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
     solve.add_argument("--index", type=int, default=0, help="problem index in the task's data")
     solve.add_argument("--out", type=Path, default=Path("."), help="tree.json + report.html here")
+    solve.add_argument(
+        "--compare",
+        metavar="METHOD",
+        help="build the tree with METHOD (replaces --method) and with ar, and say whether they are "
+        "the same, and if not whether the first difference is a tie of the target or a DEFECT "
+        "(exit 1)",
+    )
     _add_tree_args(solve)
 
     run = sub.add_parser("run", help="solve a dataset slice; one JSONL record per problem")
@@ -387,6 +394,7 @@ def cmd_models(args) -> int:
 
 
 def cmd_demo(args) -> int:
+    from seedtree.decoding import SpecConfig
     from seedtree.report import write_report
     from seedtree.report.text import format_tree
     from seedtree.search import EngineConfig, SearchConfig, solve
@@ -407,8 +415,7 @@ def cmd_demo(args) -> int:
     ar, fast = trees["ar"], trees[args.method]
     print()
     print(format_tree(fast))
-    same = fast.signature() == ar.signature()
-    print(f"\nsame tree as ar (thoughts, values, selection, answer): {'yes' if same else 'NO'}")
+    verdict = _print_agreement(llm.models, args.method, ar, fast, SpecConfig())
     print(f"ar: {ar.wall_s:.1f} s   {args.method}: {fast.wall_s:.1f} s")
     print(
         f"speedup {args.method} / ar: {ar.wall_s / fast.wall_s:.2f}x "
@@ -417,7 +424,20 @@ def cmd_demo(args) -> int:
     fast.save(args.out / "tree.json")
     write_report(fast, args.out / "report.html")
     print(f"wrote {args.out / 'tree.json'} and {args.out / 'report.html'}")
-    return 0 if same else 1
+    return 1 if verdict == "DEFECT" else 0
+
+
+def _print_agreement(pair, method: str, ar, other, spec) -> str:
+    """Print "same tree as ar" with its verdict (and where the trees part); return the verdict."""
+    from seedtree.bench.agreement import agreement
+    from seedtree.engine.methods import scoring_of
+
+    scoring = scoring_of(method, spec.gamma, spec.k_config)
+    found = agreement(pair, method, [([ar], [other])], scoring)
+    print(f"\nsame tree as ar (thoughts, values, selection, answer): {found.label()}")
+    for d in found.divergences:
+        print(f"  {d.describe(pair.tokenizer, method)}")
+    return found.verdict
 
 
 def cmd_bench_decode(args) -> int:
@@ -538,14 +558,37 @@ def cmd_solve(args) -> int:
 
     task = get_task(args.task)
     search, engine, spec = _tree_configs(args)
+    if args.compare is not None:
+        engine = _compared_engine(args.compare, engine)
     example = task.get(args.index, args.data)
     llm = _llm(args)
     tree = solve(llm.models, task, example, search, engine, spec)
     print(format_tree(tree))
+    verdict = None
+    if args.compare is not None:
+        ar = solve(llm.models, task, example, search, replace(engine, method="ar"), spec)
+        verdict = _print_agreement(llm.models, engine.method, ar, tree, spec)
+        print(f"ar: {ar.wall_s:.1f} s   {engine.method}: {tree.wall_s:.1f} s")
+        ar.save(args.out / "tree_ar.json")
     tree.save(args.out / "tree.json")
     write_report(tree, args.out / "report.html")
     print(f"wrote {args.out / 'tree.json'} and {args.out / 'report.html'}")
-    return 0
+    return 1 if verdict == "DEFECT" else 0
+
+
+def _compared_engine(method: str, engine):
+    """`solve --compare METHOD`: METHOD's engine; the comparison is only a promise at T=0."""
+    from seedtree.search.engine import SEARCH_METHODS
+
+    if method not in SEARCH_METHODS:
+        raise SeedtreeError(
+            f"unknown method '{method}' for --compare: choose from {', '.join(SEARCH_METHODS)}"
+        )
+    if engine.temperature > 0:
+        raise SeedtreeError(
+            "--compare needs --temperature 0: sampled trees differ from ar's by design"
+        )
+    return replace(engine, method=method)
 
 
 def _model_label(args) -> str:
@@ -639,6 +682,14 @@ def cmd_bench(args) -> int:
     report = run_task_bench(_llm(args).models, cfg, out=args.out)
     print(markdown_table(report))
     print(f"wrote {args.out / f'bench_{args.task}.json'} (+ .md, .png, Gantt charts)")
+    defects = [m for m, a in report["agreement"].items() if a["verdict"] == "DEFECT"]
+    if defects:
+        print(
+            f"DEFECT: {', '.join(defects)} built a tree that is not ar's where the target's "
+            "scores are not tied (see the table's notes)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -17,10 +17,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seedtree.bench.agreement import same_as_ar
 from seedtree.decoding import SamplingParams, SpecConfig
-from seedtree.decoding.check import block_noise, find_divergence
+from seedtree.decoding.check import Scoring, diagnose
 from seedtree.decoding.result import GenerationResult
 from seedtree.engine import METHODS, Request, generate_many
+from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
 from seedtree.tasks import gsm8k
@@ -161,7 +163,7 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
         "median": median,
         "min_max": span,
         "agreement": {
-            name: agreement(llm, prompts, results["ar"], results[name])
+            name: agreement(llm, prompts, results["ar"], results[name], _scoring(variants[name]))
             for name in results
             if name != "ar"
         },
@@ -169,19 +171,26 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
     }
 
 
-def agreement(llm: LLM, prompts, ar_results, other_results) -> list[dict]:
-    """Per prompt (last pass): does the method equal AR? At a divergence, AR's top-2 logit gap
-    next to the dtype's measured noise (one-at-a-time vs block scoring of the same tokens)."""
+def _scoring(variant: tuple[str, SpecConfig]) -> Scoring:
+    method, spec = variant
+    return scoring_of(method, spec.gamma, spec.k_config)
+
+
+def agreement(llm: LLM, prompts, ar_results, other_results, scoring: Scoring) -> list[dict]:
+    """Per prompt (last pass): does the method equal AR? At a divergence, the verdict of
+    `seedtree.decoding.check.diagnose`: the target's gap there against the measured noise of
+    one-token vs `scoring`-shaped scoring, `tie` or `DEFECT`."""
     rows = []
     for ids, ar, other in zip(prompts, ar_results, other_results, strict=True):
-        div = find_divergence(llm.models, ids, ar.token_ids, other.token_ids)
-        row = {"tokens": len(ar.token_ids), "identical": div is None}
-        if div is not None:
-            window = ids + ar.token_ids[: div.position + 1]
+        d = diagnose(llm.models, ids, ar.token_ids, other.token_ids, scoring)
+        row = {"tokens": len(ar.token_ids), "identical": d is None}
+        if d is not None:
             row |= {
-                "first_divergence": div.position,
-                "top2_gap": div.top2_gap,
-                "block_noise": block_noise(llm.models, window, max(len(ids), len(window) - 32)),
+                "first_divergence": d.position,
+                "top2_gap": d.gap,
+                "block_noise": d.noise,
+                "verdict": d.verdict,
+                "label": d.label(),
             }
         rows.append(row)
     return rows
@@ -211,7 +220,7 @@ def markdown_tables(report: dict) -> str:
                 if spec
                 else "- | - | - | - | - | - | "
             )
-            + f"{'yes' if r['identical_to_ar'] else 'NO'} |"
+            + f"{same_as_ar(r['identical_to_ar'], report['agreement'].get(name, []))} |"
         )
     if "sd" in m:
         lines += [
@@ -223,9 +232,8 @@ def markdown_tables(report: dict) -> str:
         for i, row in enumerate(rows):
             if not row["identical"]:
                 lines.append(
-                    f"- {name}, prompt {i}: first divergence at token {row['first_divergence']}, "
-                    f"AR top-2 logit gap {row['top2_gap']:.3g}, block-vs-single noise "
-                    f"{row['block_noise']:.3g}"
+                    f"- {name}, prompt {i}: first divergence at token {row['first_divergence']}: "
+                    f"{row['label']}"
                 )
     return "\n".join(lines)
 

@@ -4,7 +4,8 @@ Two workloads, as in a reasoning-tree level: `same` = N samples of one prompt (t
 generation; at T=0 the N outputs coincide, which is still N requests of work), `different` = N
 different prompts (state evaluation). One short warm-up, then `repeat` passes; each pass runs
 every method on the workload, methods in a fixed order. Medians over passes; speedups are ratios
-within a pass, then the median. The last pass's trace of every method is saved (JSON + Gantt PNG).
+within a pass, then the median. The last pass's trace of every method is saved (JSON + Gantt PNG),
+and its outputs that are not serial AR's are diagnosed: a tie of the target's scores or a DEFECT.
 """
 
 from __future__ import annotations
@@ -17,9 +18,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seedtree.bench.agreement import same_as_ar
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.decoding.check import diagnose
 from seedtree.engine import METHODS, Request, generate_many
+from seedtree.engine.methods import scoring_of
 from seedtree.llm import LLM
 from seedtree.models.loader import has_chat_template
 from seedtree.scheduling import save_gantt
@@ -51,6 +55,22 @@ def workload_requests(llm: LLM, kind: str, n: int, max_new_tokens: int) -> list[
 
 def _pass(llm, requests, cfg, spec) -> dict:
     return {m: generate_many(llm.models, requests, m, spec) for m in cfg.methods}
+
+
+def agreement(llm: LLM, requests: list[Request], runs: dict, spec: SpecConfig) -> dict:
+    """Per method, the last pass's requests whose output is not serial AR's, each diagnosed
+    (`seedtree.decoding.check.diagnose`: a tie of the target's scores, or a DEFECT)."""
+    ar = [r.token_ids for r in runs["ar"].results]
+    batch = [(r.prompt_ids, ids) for r, ids in zip(requests, ar, strict=True)]
+    out = {}
+    for m, run in runs.items():
+        scoring = scoring_of(m, spec.gamma, spec.k_config)
+        out[m] = []
+        for i, result in enumerate(run.results):
+            d = diagnose(llm.models, batch[i][0], ar[i], result.token_ids, scoring, batch, i)
+            if d is not None:
+                out[m].append({"request": i} | d.to_dict())
+    return out
 
 
 def run_many_bench(
@@ -94,7 +114,11 @@ def run_many_bench(
             for m, run in runs.items():
                 run.trace.save(out / f"trace_{kind}_{cfg.dtype}_{m}.json")
                 save_gantt(run.trace, out / f"gantt_{kind}_{cfg.dtype}_{m}.png")
-        report["workloads"][kind] = {"median": median_rows(passes), "passes": passes}
+        report["workloads"][kind] = {
+            "median": median_rows(passes),
+            "agreement": agreement(llm, requests, runs, spec),  # last pass, diagnosed
+            "passes": passes,
+        }
     return report
 
 
@@ -118,8 +142,14 @@ def markdown_tables(report: dict) -> str:
                 f"**{r['speedup_vs_ar']:.2f}x** | {r.get('speedup_vs_batched_ar', 0):.2f}x | "
                 f"{r['target_busy_fraction']:.0%} | {r['mean_queue_wait_s'] * 1000:.0f} | "
                 f"{r['alpha']:.2f} | {r['overlaps']:.0f} | "
-                f"{'yes' if r['identical_to_ar'] else 'NO'} |"
+                f"{same_as_ar(r['identical_to_ar'], data.get('agreement', {}).get(m, []))} |"
             )
+        lines += [
+            f"- {m}, request {row['request']}: first divergence at token {row['position']}: "
+            f"{row['label']}"
+            for m, rows in data.get("agreement", {}).items()
+            for row in rows
+        ]
         lines.append("")
     return "\n".join(lines)
 

@@ -1,9 +1,13 @@
 """Task benchmark: every method builds the trees of the same problems, side by side.
 
-One warm-up, then `repeat` passes; in each pass every method solves every problem (methods in a
-fixed order). Per method: wall time split into thought generation / evaluation / final answer,
-new tokens, tokens/s, target forwards, alpha, peak resident memory, task score, "same tree as ar"
-(T=0), and speedups vs `ar` and `batched-ar` (ratios within a pass, then the median).
+One warm-up, then `repeat` passes; in each pass every method solves every problem, pass i
+starting at method i mod n (the order rotates, so running early or late in a pass cannot bias a
+ratio; each pass's order is in the JSON). Per method: wall time split into thought generation /
+evaluation / final answer, new tokens, tokens/s, target forwards, alpha, peak resident memory,
+task score, speedups vs `ar` and `batched-ar` (ratios within a pass, then the median), the
+engine's prefix-cache hit rate and mean draft length where it records them, and "same tree as
+ar" (T=0): `yes`, or every divergence diagnosed as a `tie` of the target's scores or a `DEFECT`
+(`seedtree.bench.agreement`).
 
 The bound: the target scoring every prompt and output of the `ar` run teacher-forced, one batched
 forward per engine call (a prompt shared by the k samples of a state is prefilled once and its
@@ -26,10 +30,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from seedtree.bench.agreement import agreement
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SpecConfig
 from seedtree.decoding.batch import batch_cache
 from seedtree.decoding.kv import KVSequence
+from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
@@ -153,6 +159,13 @@ def teacher_forced_s(pair: ModelPair, trees) -> float:
     return total
 
 
+def _engine_stat(calls, name: str) -> float | None:
+    """A statistic an engine may record per call (`prefix_hit_rate`, `mean_draft_len`): the mean
+    over the calls that have it; None where none does."""
+    values = [v for c in calls if (v := getattr(c, name, None)) is not None]
+    return statistics.mean(values) if values else None
+
+
 def _method_row(trees, peak_mb: float, reference=None) -> dict:
     calls = [c for t in trees for c in t.calls]
     wall = sum(t.wall_s for t in trees)
@@ -171,6 +184,8 @@ def _method_row(trees, peak_mb: float, reference=None) -> dict:
         "score": statistics.mean(float(t.metrics.get("score") or 0.0) for t in trees),
         "correct": sum(bool(t.metrics.get("correct")) for t in trees),
         "unparsed_values": sum(t.unparsed_values for t in trees),
+        "prefix_hit_rate": _engine_stat(calls, "prefix_hit_rate"),
+        "mean_draft_len": _engine_stat(calls, "mean_draft_len"),
         "same_tree_as_ar": None
         if reference is None
         else all(t.signature() == r.signature() for t, r in zip(trees, reference, strict=True)),
@@ -213,10 +228,12 @@ def run_task_bench(
         disable=not progress,
         unit="tree",
     )
-    passes, last_trees = [], {}
-    for _ in range(cfg.repeat):
-        trees, row = {}, {}
-        for method in cfg.methods:
+    passes, runs, orders = [], [], []
+    n = len(cfg.methods)
+    for i in range(cfg.repeat):
+        order = cfg.methods[i % n :] + cfg.methods[: i % n]  # pass i starts at method i mod n
+        trees, peak = {}, {}
+        for method in order:
             with PeakRSS() as rss:
                 trees[method] = []
                 for example in examples:
@@ -224,15 +241,31 @@ def run_task_bench(
                         solve(pair, task, example, cfg.search, engine(method), spec)
                     )
                     bar.update()
-            reference = trees.get("ar") if greedy else None
-            row[method] = _method_row(trees[method], rss.peak_mb, reference)
+            peak[method] = rss.peak_mb
+        reference = trees.get("ar") if greedy else None
+        row = {m: _method_row(trees[m], peak[m], reference) for m in cfg.methods}
         for method in row:
             for base in ("ar", "batched-ar"):
                 if base in row:
                     row[method][f"speedup_vs_{base}"] = row[base]["wall_s"] / row[method]["wall_s"]
         passes.append(row)
-        last_trees = trees
+        runs.append(trees)
+        orders.append(list(order))
     bar.close()
+    last_trees = runs[-1]
+    agreements = {}
+    if greedy and "ar" in cfg.methods:  # "same tree as ar" is only a promise at T=0
+        for method in cfg.methods:
+            pairs = [(t["ar"], t[method]) for t in runs]
+            same = all(
+                a.signature() == o.signature()
+                for ar_trees, trees in pairs
+                for a, o in zip(ar_trees, trees, strict=True)
+            )
+            if not same and progress:
+                tqdm.write(f"{method}: a tree is not ar's; diagnosing where they part ...")
+            scoring = scoring_of(method, cfg.gamma, cfg.k_config)
+            agreements[method] = agreement(pair, method, pairs, scoring).to_dict(pair.tokenizer)
     reference = last_trees.get("ar") or next(iter(last_trees.values()))
     bound = teacher_forced_s(pair, reference)
     report = {
@@ -243,6 +276,8 @@ def run_task_bench(
         "bound_s": bound,
         "examples": [str(e.id) for e in examples],
         "median": median_rows(passes),
+        "agreement": agreements,  # per method: verdict, label, every divergence diagnosed
+        "pass_orders": orders,
         "passes": passes,
     }
     for row in report["median"].values():
@@ -313,17 +348,34 @@ def markdown_table(report: dict) -> str:
         f"batched forward per call, a shared prompt prefilled once): {report['bound_s']:.1f} s.",
         "",
         "| method | wall s | generate s | evaluate s | tokens | tok/s | target fwd | alpha | "
-        "vs ar | vs batched-ar | x bound | score | same tree as ar | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "prefix hit | draft len | vs ar | vs batched-ar | x bound | score | same tree as ar | "
+        "peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
+    agreements = report.get("agreement", {})
     for m, r in report["median"].items():
-        alpha = "-" if r["alpha"] is None else f"{r['alpha']:.2f}"
+        alpha, hit, draft = (
+            "-" if r.get(key) is None else f"{r[key]:.2f}"
+            for key in ("alpha", "prefix_hit_rate", "mean_draft_len")
+        )
         same = {None: "-", True: "yes", False: "NO"}[r["same_tree_as_ar"]]
+        same = agreements.get(m, {}).get("label", same)
         lines.append(
             f"| {m} | {r['wall_s']:.1f} [{r['wall_s_min']:.1f}-{r['wall_s_max']:.1f}] | "
             f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
-            f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | "
+            f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | {hit} | {draft} | "
             f"**{r.get('speedup_vs_ar', 0):.2f}x** | {r.get('speedup_vs_batched-ar', 0):.2f}x | "
             f"{r['x_bound']:.1f} | {r['score']:.2f} | {same} | {r['peak_rss_mb']:.0f} |"
         )
+    notes = [
+        f"- {m}: {d.get('text', d['label'])} (pass {', '.join(str(p + 1) for p in d['passes'])})"
+        for m, a in agreements.items()
+        for d in a["divergences"]
+    ]
+    if notes:
+        lines += ["", "Where a tree parts from ar's (first differing call, request, token):"]
+        lines += notes
+    if "pass_orders" in report:
+        orders = "; ".join(" ".join(o) for o in report["pass_orders"])
+        lines += ["", f"Method order per pass: {orders}."]
     return "\n".join(lines) + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from seedtree.decoding.check import Scoring
 from seedtree.decoding.params import SpecConfig
 from seedtree.errors import SeedtreeError
 
@@ -74,3 +75,14 @@ def get_method(name: str) -> Method:
     if name not in REGISTRY:
         raise SeedtreeError(f"unknown method '{name}': choose one of {', '.join(METHODS)}")
     return REGISTRY[name]
+
+
+def scoring_of(method: str, gamma: int = 4, k_config: tuple[int, ...] = (2, 1, 1)) -> Scoring:
+    """How `method`'s target scores a token (for diagnosing a divergence from `ar`): its
+    verification blocks (gamma + 1; adaptive speculation makes them at most that), its token
+    trees, its batched rows. `hf-assisted`'s variable blocks are stood in for by gamma + 1."""
+    m = get_method(method)
+    batched = m.schedule == "batched"
+    if m.draft == "tree":
+        return Scoring(block=len(k_config) + 1, batched=batched, tree=tuple(k_config))
+    return Scoring(block=gamma + 1 if m.draft == "chain" else 1, batched=batched)

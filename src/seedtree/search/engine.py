@@ -110,6 +110,9 @@ class Engine:
                 accepted=sum(r.stats.accepted for r in results),
                 prompt_ids=[r.prompt_ids for r in requests],
                 output_ids=[r.token_ids for r in results],
+                rounds=sum(r.stats.rounds for r in results),
+                prompt_tokens=sum(len(r.prompt_ids) for r in requests),
+                cached_tokens=sum(r.stats.cached_tokens for r in results),
             )
         )
         return [results[i * n : (i + 1) * n] for i in range(len(prompts))]

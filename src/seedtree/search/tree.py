@@ -45,6 +45,18 @@ class Call:
     accepted: int = 0
     prompt_ids: list[list[int]] = field(default_factory=list)  # per request
     output_ids: list[list[int]] = field(default_factory=list)  # per request
+    rounds: int = 0  # verification rounds, summed over requests
+    prompt_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens served by the prefix cache
+
+    @property
+    def prefix_hit_rate(self) -> float | None:
+        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
+
+    @property
+    def mean_draft_len(self) -> float | None:
+        """Draft tokens per verification round (None: the method does not verify drafts)."""
+        return self.drafted / self.rounds if self.rounds else None
 
 
 @dataclass
