@@ -25,3 +25,19 @@ def save_pair_folders(root, seed: int, context: int):
 
 def encode(pair, text: str) -> list[int]:
     return pair.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def run_cli(capsys, *argv):
+    """`seedtree ...` in this process: (exit status, stdout, stderr)."""
+    from seedtree.cli import main
+
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    """Exit status 2 and one line `error: ...` on stderr naming every needle."""
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(n in lines[0] for n in needles), err

@@ -6,9 +6,8 @@ import json
 import time
 
 import pytest
-from conftest import save_pair_folders
+from conftest import assert_one_line_error, run_cli, save_pair_folders
 
-from seedtree.cli import main
 from seedtree.tasks import get_task
 
 
@@ -24,15 +23,7 @@ def models(folders) -> list[str]:
 
 
 def run(capsys, *argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert all(n in lines[0] for n in needles), err
+    return run_cli(capsys, *argv)
 
 
 NO_MODELS = ["--draft", "/no/such/draft", "--target", "/no/such/target"]

@@ -4,9 +4,8 @@ time, and --resume only with the settings the folder was started with."""
 import json
 
 import pytest
-from conftest import save_pair_folders
+from conftest import assert_one_line_error, run_cli, save_pair_folders
 
-from seedtree.cli import main
 from seedtree.errors import SeedtreeError
 from seedtree.files import folder_lock
 from seedtree.search.results import load_results, open_run, read_results
@@ -26,15 +25,7 @@ def run_argv(folders, out, *extra):
 
 
 def run(capsys, argv):
-    code = main([str(a) for a in argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert all(n in lines[0] for n in needles), err
+    return run_cli(capsys, *argv)
 
 
 def lines_of(path):
