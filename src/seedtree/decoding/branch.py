@@ -100,7 +100,8 @@ class Branch:
         self.stats.rounds += 1
         self.stats.drafted += tree.n_drafted
         self.stats.accepted += verdict.n_accepted
-        self.acceptance.update(tree.n_drafted, verdict.n_accepted)
+        # alpha per depth: a round is rejected only where the path stops above the deepest level
+        self.acceptance.update(max(tree.depths), verdict.n_accepted)
         if self.q is not None and tree.n_drafted:
             # KV rollback of q: keep its prefix, then the accepted nodes it was fed
             fed = [n for n in path if n <= self.q_fed]
