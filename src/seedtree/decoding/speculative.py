@@ -110,27 +110,24 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
 
 def _draft(branches: list[Branch]) -> None:
     t = time.perf_counter()
-    trees = {b.index: TokenTree.root(b.seq.tokens[-1]) for b in branches}
     shapes = [b.round_shape() for b in branches]
+    for b in branches:  # a fresh tree: the root alone where the branch drafts nothing
+        b.tree = TokenTree.root(b.seq.tokens[-1])
     rows = [i for i, shape in enumerate(shapes) if shape]
     if rows:
-        _draft_trees([branches[i] for i in rows], [shapes[i] for i in rows], trees)
-    for b in branches:
-        b.tree = trees[b.index]
+        _draft_trees([branches[i] for i in rows], [shapes[i] for i in rows])
     elapsed = time.perf_counter() - t
     for i in rows:
         branches[i].stats.draft_s += elapsed / len(rows)
 
 
-def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]], trees: dict) -> None:
+def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
     """Grow each branch's tree level by level: one batched draft forward per level. Nothing is
-    committed to a branch before every forward has succeeded."""
+    committed to a branch's caches or generator before every forward has succeeded."""
     batch = RaggedBatch([b.q for b in branches])
     unseen = [b.unseen() for b in branches]
-    saved = [(b.tree, b.gen.get_state()) for b in branches]
+    states = [b.gen.get_state() for b in branches]
     try:
-        for b in branches:
-            b.tree = trees[b.index]
         # level 0: the committed tokens q has not seen (a chain ending at the root), then q there
         logits = batch.forward({r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)})
         going = {r for r, b in enumerate(branches) if _expand(b, 0, logits[r][-1], shapes[r][0])}
@@ -153,8 +150,7 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]], trees: d
                 if not all(deeper):
                     going.discard(r)
     except Exception:
-        for b, (tree, state) in zip(branches, saved, strict=True):  # undo: nothing happened
-            b.tree = tree
+        for b, state in zip(branches, states, strict=True):  # undo the draws; a retry redrafts
             b.gen.set_state(state)
         raise
     # every fed node stays in q's cache until verification says which survive
