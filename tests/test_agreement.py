@@ -155,3 +155,37 @@ def test_top2_lists_equal_logits_in_argmax_order():
 
     logits = torch.tensor([0.0, 2.0, 1.0, 2.0])
     assert Top2.of(logits).tokens == (1, 3) and int(logits.argmax()) == 1
+
+
+def test_coupled_sampling_trees_agree_and_a_planted_token_is_a_defect(pair):
+    """At T=0.7 with coupled sampling the trees are AR's (`yes`); a token the perturbed scores
+    log p + g rank second is a DEFECT, diagnosed on those scores."""
+    from seedtree.decoding.sampling import Sampler
+
+    task = get_task("gsm8k")
+    search = SearchConfig(k=2, b=1, depth=1)
+
+    def engine(method):
+        return EngineConfig(method=method, max_new_tokens=8, temperature=0.7, seed=1)
+
+    ar = solve(pair, task, task.get(0), search, engine("ar"))
+    other = solve(pair, task, task.get(0), search, engine("seed-batched"))
+    scoring = scoring_of("seed-batched")
+    assert agreement(pair, "seed-batched", [([ar], [other])], scoring).verdict == "yes"
+    call, request = 1, 0
+    c = ar.calls[call]
+    prompt, ar_ids = c.prompt_ids[request], c.output_ids[request]
+    position = min(2, len(ar_ids) - 1)
+    sampler = Sampler(SamplingParams(temperature=0.7, seed=c.seeds[request]))
+    with torch.inference_mode():
+        ids = torch.tensor([prompt + ar_ids[:position]])
+        logits = pair.target(ids).logits[0, -1, : pair.vocab_size]
+    order = sampler.scores(logits, position).argsort(descending=True).tolist()
+    assert order[0] == ar_ids[position]  # AR emitted the coupled argmax
+    found = agreement(pair, "planted", [([ar], [planted(ar, call, request, position, order[1])])], scoring)
+    assert found.verdict == "DEFECT"
+    (d,) = found.divergences
+    g = d.diagnosis
+    assert (g.position, g.ar_token, g.other_token) == (position, ar_ids[position], order[1])
+    assert g.ar_top2.tokens == (ar_ids[position], order[1])
+    assert g.gap > max(g.noise, 1e-4) and not g.reproduced

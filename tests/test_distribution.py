@@ -219,13 +219,14 @@ class EngineCase:
     spec: SpecConfig
     temperature: float
     seed: int  # first request seed; request i gets seed + i
+    sampling: str = "speculative"
 
     def __str__(self) -> str:
         shape = f"gamma{self.spec.gamma}"
         if self.method.startswith("mcsd"):
             shape = "tree" + "".join(map(str, self.spec.k_config))
             shape += "-repl" if self.spec.replacement else "-norepl"
-        return f"{self.method}-{shape}-T{self.temperature}"
+        return f"{self.method}-{shape}-T{self.temperature}-{self.sampling}"
 
 
 @dataclass(frozen=True)
@@ -281,7 +282,11 @@ def check_engine(pair, case: EngineCase, decode_temperature: float | None = None
     the p order alone misses the residual-is-p bug, p-values 0.04..0.7 on these cases).
     `decode_temperature`: decode at another temperature than the one checked (a planted bug)."""
     params = SamplingParams(
-        temperature=case.temperature, top_p=TOP_P, max_new_tokens=NEW_TOKENS, ignore_eos=True
+        temperature=case.temperature,
+        top_p=TOP_P,
+        max_new_tokens=NEW_TOKENS,
+        ignore_eos=True,
+        sampling=case.sampling,
     )
     decode = replace(params, temperature=decode_temperature or case.temperature)
     prompts = [encode(pair, text) for text in PROMPTS] * RUNS

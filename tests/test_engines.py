@@ -117,7 +117,9 @@ def test_sd_sampling_matches_target_distribution(pair):
     c1, c2 = torch.zeros(pair.vocab_size), torch.zeros(pair.vocab_size)
     rejected = 0
     for i in range(n):
-        params = SamplingParams(temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=i)
+        params = SamplingParams(
+            temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=i, sampling="speculative"
+        )
         r = generate_sd(pair, ids, params, SpecConfig(2))
         c1[r.token_ids[0]] += 1
         c2[r.token_ids[1]] += 1

@@ -75,13 +75,13 @@ def test_data_lines_that_are_bad_are_skipped_with_file_and_line(capsys, tmp_path
 @pytest.mark.parametrize(
     "argv, needles",
     [
-        (["generate", "--prompt", "x", "--seed", 2**64], ["seed must be <= 4294967295"]),
+        (["generate", "--prompt", "x", "--seed", 2**64], ["seed must be <= 9223372036854775807"]),
         (["generate", "--prompt", "x", "--seed", -3], ["seed must be >= 0"]),
         (["generate", "--prompt", "x", "--n", 100_000], ["n must be <= 256"]),
         (["generate", "--prompt", "x", "--temperature", "nan"], ["finite number"]),
         (["generate", "--prompt", "x", "--top-p", "inf"], ["top_p must be a finite number"]),
         (["generate", "--prompt", "x", "--k-config", "64,64"], ["draft-tree nodes"]),
-        (["solve", "--seed", 10**20], ["seed must be <= 4294967295"]),
+        (["solve", "--seed", 10**20], ["seed must be <= 9223372036854775807"]),
         (["solve", "--k", 10**9], ["k must be <= 256"]),
         (["solve", "--depth", 10**9], ["depth must be <= 256"]),
         (["solve", "--n-evaluate", 0], ["n_evaluate must be >= 1"]),

@@ -100,7 +100,9 @@ def test_mcsd_sampling_matches_target_distribution(pair, replacement):
     spec = SpecConfig(k_config=(3, 1), replacement=replacement)
     rejected = 0
     for i in range(n):
-        params = SamplingParams(temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=i)
+        params = SamplingParams(
+            temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=i, sampling="speculative"
+        )
         r = generate_mcsd(pair, ids, params, spec)
         c1[r.token_ids[0]] += 1
         c2[r.token_ids[1]] += 1

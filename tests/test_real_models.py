@@ -148,3 +148,36 @@ def test_seed_batched_tree_equals_ar_tree_on_gsm8k(llm):
         print(f"seed-batched tree differs from ar: first divergence {div}")
         assert div is not None and div.top2_gap < TIE, div
     assert len(trees["ar"].nodes) in (4, 7)  # 7 unless the chosen first step is final
+
+
+def test_seed_batched_tree_equals_ar_tree_at_temperature(llm):
+    """T=0.7, seed 1, coupled sampling: the sampled tree is AR's. A divergence is accepted only
+    as a tie of the perturbed scores log p + g (gap < 1e-4), diagnosed and printed."""
+    from seedtree.bench.agreement import agreement
+    from seedtree.engine.methods import scoring_of
+    from seedtree.report.text import format_tree
+    from seedtree.search import EngineConfig, SearchConfig, solve
+    from seedtree.tasks import get_task
+
+    task = get_task("gsm8k")
+    example = task.get(0)
+    search = SearchConfig(k=3, b=1, depth=2)
+    trees = {
+        m: solve(
+            llm.models, task, example, search, EngineConfig(method=m, temperature=0.7, seed=1)
+        )
+        for m in ("ar", "seed-batched")
+    }
+    print(format_tree(trees["seed-batched"]))
+    first = trees["ar"].calls[0]
+    assert len({tuple(ids) for ids in first.output_ids}) > 1  # sampled thoughts differ
+    found = agreement(
+        llm.models,
+        "seed-batched",
+        [([trees["ar"]], [trees["seed-batched"]])],
+        scoring_of("seed-batched"),
+    )
+    for d in found.divergences:
+        print(d.describe(llm.models.tokenizer, "seed-batched"))
+        assert d.diagnosis is not None and d.diagnosis.gap is not None, d.label()
+        assert d.diagnosis.gap < TIE, d.label()

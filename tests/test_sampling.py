@@ -21,7 +21,7 @@ def chain(drafts, q=None) -> TokenTree:
 
 
 def greedy_verify(p_argmax, drafts):
-    return walk_greedy(chain(drafts), p_argmax)[1]
+    return walk_greedy(chain(drafts), p_argmax.__getitem__)[1]
 
 
 def speculative_verify(p, q, drafts, gen):

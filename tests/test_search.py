@@ -54,23 +54,30 @@ TASKS = {
 SPECULATIVE = [m for m in MANY_METHODS if m != "ar"]
 
 
-def build(pair, task, method, algorithm, threshold=4.0, **search):
+def build(pair, task, method, algorithm, threshold=4.0, temperature=0.0, **search):
     config = SearchConfig(k=3, b=2, depth=2, algorithm=algorithm, threshold=threshold, **search)
-    engine = EngineConfig(method=method, max_new_tokens=8)
+    engine = EngineConfig(method=method, max_new_tokens=8, temperature=temperature, seed=1)
     return solve(pair, task, task.get(0), config, engine)
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
 @pytest.mark.parametrize("algorithm", ["bfs", "dfs"])
 @pytest.mark.parametrize("task_name", list(TASKS))
-def test_every_method_builds_the_ar_tree(long_pair, task_name, algorithm):
+def test_every_method_builds_the_ar_tree(long_pair, task_name, algorithm, temperature):
+    """At T=0, and at T=0.7 with coupled sampling (seed 1): the tree is a function of the seed,
+    the same for every method; sampled thoughts of one state differ."""
     task = TASKS[task_name]()
     # DFS threshold: Blocksworld's first level values all fall below 4 with this tiny model
     threshold = 0.0 if task_name == "blocksworld" else 4.0
-    reference = build(long_pair, task, "ar", algorithm, threshold)
+    reference = build(long_pair, task, "ar", algorithm, threshold, temperature)
     assert len(reference.nodes) > 4 and reference.final is not None
     assert len({n.value for n in reference.nodes if n.value is not None}) > 1
+    first = reference.calls[0]
+    assert first.phase == "generate"
+    distinct = len({tuple(ids) for ids in first.output_ids})
+    assert distinct == (len(first.output_ids) if temperature else 1), first.output_ids
     for method in SPECULATIVE:
-        tree = build(long_pair, task, method, algorithm, threshold)
+        tree = build(long_pair, task, method, algorithm, threshold, temperature)
         assert tree.signature() == reference.signature(), (task_name, algorithm, method)
         assert tree.method == method
 

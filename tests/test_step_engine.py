@@ -168,7 +168,9 @@ def test_adaptive_speculation_keeps_the_target_distribution(pair, method):
     c1, c2 = torch.zeros(pair.vocab_size), torch.zeros(pair.vocab_size)
     lengths, n = set(), 0
     for i in range(400):
-        params = SamplingParams(temperature=1.0, max_new_tokens=6, ignore_eos=True, seed=7 * i, n=3)
+        params = SamplingParams(
+            temperature=1.0, max_new_tokens=6, ignore_eos=True, seed=7 * i, sampling="speculative"
+        )
         reqs = [Request(ids, params.__class__(**{**params.__dict__, "n": 1, "seed": 7 * i + j}))
                 for j in range(3)]  # fmt: skip
         for r in generate_many(pair, reqs, method, spec).results:

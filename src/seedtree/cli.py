@@ -62,11 +62,22 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_sampling_mode(g) -> None:
+    g.add_argument(
+        "--sampling",
+        default="coupled",
+        choices=["coupled", "speculative"],
+        help="T > 0: coupled (default; every method emits AR's tokens for a seed) or "
+        "speculative (speculative sampling: AR's distribution, method-dependent tokens)",
+    )
+
+
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--max-new-tokens", type=int, default=128)
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--top-p", type=float, default=1.0)
+    _add_sampling_mode(g)
     g.add_argument("--stop", action="append", default=[], help="stop string (repeatable)")
     g.add_argument("--seed", type=int, default=None)
     g.add_argument(
@@ -156,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--k", type=int, default=3)
     demo.add_argument("--b", type=int, default=1)
     demo.add_argument("--depth", type=int, default=2)
+    demo.add_argument(
+        "--temperature", type=float, default=0.7, help="sampled thoughts (0 = greedy)"
+    )
+    demo.add_argument("--seed", type=int, default=1, help="the tree is a function of the seed")
     demo.add_argument("--out", type=Path, default=Path("demo"), help="tree.json + report.html")
     _add_model_args(demo)
 
@@ -164,10 +179,13 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--max-new-tokens", type=int, default=128)
     bench.add_argument("--gamma", type=int, default=4)
     bench.add_argument("--repeat", type=int, default=3)
+    bench.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
+    bench.add_argument("--seed", type=int, default=0, help="prompt i samples with hash(seed, i)")
     bench.add_argument(
         "--methods",
         default="ar sd mcsd:2,1,1 mcsd:3,2,1",
-        help="space-separated: ar, sd, mcsd:K1,K2,.. (default: %(default)s)",
+        help="space-separated: ar, sd, mcsd:K1,K2,.., any method; a suffix @speculative picks "
+        "speculative sampling at T > 0 (default: %(default)s)",
     )
     _add_model_args(bench)
     bench.add_argument("--out", type=Path, default=None, help="write the JSON report here")
@@ -242,6 +260,7 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--top-p", type=float, default=1.0)
+    _add_sampling_mode(g)
     g.add_argument("--seed", type=int, default=0, help="base seed of every sampled call")
     g.add_argument("--max-new-tokens", type=int, help="cap on every call's token budget")
     g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
@@ -270,6 +289,7 @@ def _sampling(args) -> tuple:
         max_new_tokens=args.max_new_tokens,
         stop=tuple(args.stop),
         seed=args.seed,
+        sampling=args.sampling,
     )
     return params, SpecConfig(
         gamma=args.gamma,
@@ -394,24 +414,30 @@ def cmd_models(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from seedtree.decoding import SpecConfig
+    from seedtree.decoding import SamplingParams, SpecConfig
     from seedtree.report import write_report
     from seedtree.report.text import format_tree
-    from seedtree.search import EngineConfig, SearchConfig, solve
+    from seedtree.search import EngineConfig, SearchConfig, progress_printer, solve
     from seedtree.tasks import get_task
 
     task = get_task("gsm8k")
     example = task.get(args.index)
     search = SearchConfig(k=args.k, b=args.b, depth=args.depth)
+    SamplingParams(temperature=args.temperature, seed=args.seed)  # validates
     llm = _llm(args)
-    print(f"GSM8K #{args.index}, ToT BFS k={args.k} b={args.b} depth={args.depth}, {args.dtype}")
+    print(
+        f"GSM8K #{args.index}, ToT BFS k={args.k} b={args.b} depth={args.depth}, {args.dtype}, "
+        f"temperature {args.temperature}, seed {args.seed} (coupled sampling)"
+    )
     warm = SearchConfig(k=2, b=1, depth=1)
     for method in ("ar", args.method):  # warm-up: first calls pay one-off costs
         solve(llm.models, task, example, warm, EngineConfig(method=method, max_new_tokens=4))
     trees = {}
     for method in ("ar", args.method):
         print(f"building the tree with {method} ...", flush=True)
-        trees[method] = solve(llm.models, task, example, search, EngineConfig(method=method))
+        engine = EngineConfig(method=method, temperature=args.temperature, seed=args.seed)
+        progress = progress_printer(method, sys.stdout)
+        trees[method] = solve(llm.models, task, example, search, engine, progress=progress)
     ar, fast = trees["ar"], trees[args.method]
     print()
     print(format_tree(fast))
@@ -448,6 +474,7 @@ def cmd_bench_decode(args) -> int:
         run_decode_bench,
         save_report,
     )
+    from seedtree.decoding import SamplingParams
 
     cfg = DecodeBenchConfig(
         n_prompts=args.prompts,
@@ -457,11 +484,14 @@ def cmd_bench_decode(args) -> int:
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
         methods=tuple(m for m in args.methods.split() if m),
+        temperature=args.temperature,
+        seed=args.seed,
     )
     if cfg.repeat < 1 or cfg.n_prompts < 1:
         raise SeedtreeError("--repeat and --prompts must be >= 1")
     for name in cfg.methods:  # validate before loading models
         parse_method(name, cfg.gamma)
+    SamplingParams(temperature=cfg.temperature, seed=cfg.seed)
     report = run_decode_bench(_llm(args), cfg)
     if args.out:
         save_report(report, args.out)
@@ -524,7 +554,9 @@ def _tree_configs(args) -> tuple:
     from seedtree.decoding import SamplingParams, SpecConfig
     from seedtree.search import EngineConfig, SearchConfig
 
-    SamplingParams(temperature=args.temperature, top_p=args.top_p, seed=args.seed)  # validates
+    SamplingParams(
+        temperature=args.temperature, top_p=args.top_p, seed=args.seed, sampling=args.sampling
+    )  # validates
     if args.max_new_tokens is not None and args.max_new_tokens < 1:
         raise SeedtreeError(f"--max-new-tokens must be >= 1, got {args.max_new_tokens}")
     search = SearchConfig(
@@ -542,6 +574,7 @@ def _tree_configs(args) -> tuple:
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
+        sampling=args.sampling,
         max_new_tokens=args.max_new_tokens,
     )
     spec = SpecConfig(
@@ -553,7 +586,7 @@ def _tree_configs(args) -> tuple:
 def cmd_solve(args) -> int:
     from seedtree.report import write_report
     from seedtree.report.text import format_tree
-    from seedtree.search import solve
+    from seedtree.search import progress_printer, solve
     from seedtree.tasks import get_task
 
     task = get_task(args.task)
@@ -562,11 +595,14 @@ def cmd_solve(args) -> int:
         engine = _compared_engine(args.compare, engine)
     example = task.get(args.index, args.data)
     llm = _llm(args)
-    tree = solve(llm.models, task, example, search, engine, spec)
+    tree = solve(
+        llm.models, task, example, search, engine, spec, progress=progress_printer(engine.method)
+    )
     print(format_tree(tree))
     verdict = None
     if args.compare is not None:
-        ar = solve(llm.models, task, example, search, replace(engine, method="ar"), spec)
+        ar_engine = replace(engine, method="ar")
+        ar = solve(llm.models, task, example, search, ar_engine, spec, progress=progress_printer("ar"))
         verdict = _print_agreement(llm.models, engine.method, ar, tree, spec)
         print(f"ar: {ar.wall_s:.1f} s   {engine.method}: {tree.wall_s:.1f} s")
         ar.save(args.out / "tree_ar.json")
@@ -584,9 +620,10 @@ def _compared_engine(method: str, engine):
         raise SeedtreeError(
             f"unknown method '{method}' for --compare: choose from {', '.join(SEARCH_METHODS)}"
         )
-    if engine.temperature > 0:
+    if engine.temperature > 0 and engine.sampling != "coupled":
         raise SeedtreeError(
-            "--compare needs --temperature 0: sampled trees differ from ar's by design"
+            "--compare at --temperature > 0 needs --sampling coupled: with speculative sampling "
+            "the trees differ from ar's by design"
         )
     return replace(engine, method=method)
 

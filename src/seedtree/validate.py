@@ -13,7 +13,7 @@ from typing import Any
 
 from seedtree.errors import SeedtreeError
 
-SEED_MAX = 2**32 - 1  # seeds are 0..SEED_MAX (the engines add small offsets per call and sample)
+SEED_MAX = 2**63 - 1  # seeds are 0..SEED_MAX (derived seeds are 63-bit hashes: `derive_seed`)
 MAX_FANOUT = 256  # k, b, n (samples per prompt), n_evaluate: requests made at once
 MAX_DEPTH = 256  # levels of a reasoning tree, DFS expansions
 MAX_TREE_NODES = 1024  # MCSD draft-tree nodes per round (all verified in one target forward)

@@ -1,7 +1,8 @@
 """Same tree as `ar`? Every difference explained: where the trees part, and whether the target's
 scores there are tied (a rounding tie) or not (a DEFECT).
 
-A lossless method at T=0 builds `ar`'s tree. Trees are compared by `Tree.signature()`; where they
+A lossless method builds `ar`'s tree at T=0, and at T > 0 with coupled sampling (the same seed
+gives the same tokens; the diagnosis then compares the perturbed scores log p + g). Trees are compared by `Tree.signature()`; where they
 differ, the engine calls of both trees (each `Call` holds every request's prompt and output ids)
 are walked in order to the first call whose outputs differ. Every earlier output was the same, so
 that call's prompts are too; each request of it whose output differs is diagnosed by
@@ -15,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from seedtree.decoding.check import Diagnosis, Scoring, Top2, diagnose
+from seedtree.decoding.params import SamplingParams
+from seedtree.decoding.sampling import Sampler
 from seedtree.models.loader import ModelPair
 from seedtree.search import Tree
 
@@ -140,6 +143,22 @@ class Agreement:
         }
 
 
+def _sampler(tree: Tree, seed: int | None) -> Sampler | None:
+    """The sampler a request of `tree` was decoded with, where coupled sampling chose its
+    tokens (T > 0): its scores are what the target took the argmax of."""
+    engine = tree.config.get("engine", {})
+    temperature = engine.get("temperature", 0.0)
+    if not temperature or seed is None:
+        return None
+    params = SamplingParams(
+        temperature=temperature,
+        top_p=engine.get("top_p", 1.0),
+        seed=seed,
+        sampling=engine.get("sampling", "coupled"),
+    )
+    return Sampler(params)
+
+
 def compare_trees(
     pair: ModelPair, ar: Tree, other: Tree, scoring: Scoring, memo: dict | None = None
 ) -> list[TreeDivergence]:
@@ -162,9 +181,13 @@ def compare_trees(
         ):
             if ar_ids == other_ids:
                 continue
-            key = (tuple(prompt), tuple(ar_ids), tuple(other_ids), scoring)
+            seed = a.seeds[r] if a.seeds else None
+            key = (tuple(prompt), tuple(ar_ids), tuple(other_ids), scoring, seed)
             if key not in memo:
-                memo[key] = diagnose(pair, prompt, ar_ids, other_ids, scoring, batch, r)
+                sampler = _sampler(ar, seed)
+                memo[key] = diagnose(
+                    pair, prompt, ar_ids, other_ids, scoring, batch, r, sampler=sampler
+                )
             out.append(TreeDivergence(**where, request=r, diagnosis=memo[key]))
         return out
     note = "every engine call has the same tokens, yet the trees differ"

@@ -3,7 +3,8 @@
 One short warm-up, then `repeat` passes; in each pass every method decodes every prompt, methods
 interleaved per prompt so slow drifts of the machine hit all methods alike. Reported numbers are
 medians over passes; speedups are ratios within a pass, then the median. A method is named `ar`,
-`sd` or `mcsd:K1,K2,..` (the MCSD token-tree shape).
+`sd` or `mcsd:K1,K2,..` (the MCSD token-tree shape), any registered method, and at T > 0 may end
+in `@speculative` (speculative sampling) instead of the default coupled sampling.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -19,8 +20,10 @@ from tqdm.auto import tqdm
 
 from seedtree.bench.agreement import same_as_ar
 from seedtree.decoding import SamplingParams, SpecConfig
-from seedtree.decoding.check import Scoring, diagnose
+from seedtree.decoding.check import diagnose
+from seedtree.decoding.params import SAMPLING_MODES
 from seedtree.decoding.result import GenerationResult
+from seedtree.decoding.sampling import Sampler, derive_seed
 from seedtree.engine import METHODS, Request, generate_many
 from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
@@ -37,20 +40,36 @@ class DecodeBenchConfig:
     dtype: str = "float32"
     draft_dtype: str = "int8"
     methods: tuple[str, ...] = ("ar", "sd", "mcsd:2,1,1", "mcsd:3,2,1")
+    temperature: float = 0.0
+    seed: int = 0  # prompt i is sampled with a seed hashed from (seed, i)
 
 
-def parse_method(name: str, gamma: int) -> tuple[str, SpecConfig]:
-    """'mcsd:2,1,1' -> ("mcsd", SpecConfig(k_config=(2, 1, 1))); 'sd' -> ("sd", gamma)."""
+@dataclass(frozen=True)
+class Variant:
+    method: str
+    spec: SpecConfig
+    sampling: str = "coupled"  # at T > 0
+
+
+def parse_method(name: str, gamma: int) -> Variant:
+    """'mcsd:2,1,1' -> mcsd with k_config (2, 1, 1); 'sd' -> sd with gamma; a suffix
+    '@speculative' (or '@coupled', the default) picks the sampling mode at T > 0."""
+    name, _, sampling = name.partition("@")
     method, _, shape = name.partition(":")
     if method not in METHODS:
         raise SeedtreeError(f"unknown method '{method}': choose one of {', '.join(METHODS)}")
+    if sampling and sampling not in SAMPLING_MODES:
+        raise SeedtreeError(
+            f"bad method '{name}@{sampling}': the suffix is @{' or @'.join(SAMPLING_MODES)}"
+        )
+    sampling = sampling or "coupled"
     if method == "mcsd" and shape:
         try:
             k_config = tuple(int(k) for k in shape.split(","))
         except ValueError:
             raise SeedtreeError(f"bad method '{name}': write mcsd:2,1,1") from None
-        return method, SpecConfig(gamma=gamma, k_config=k_config)
-    return method, SpecConfig(gamma=gamma)
+        return Variant(method, SpecConfig(gamma=gamma, k_config=k_config), sampling)
+    return Variant(method, SpecConfig(gamma=gamma), sampling)
 
 
 def leviathan_speedup(alpha: float, gamma: int, c: float) -> float:
@@ -66,12 +85,17 @@ def bench_prompts(llm: LLM, n: int) -> list[list[int]]:
     return [llm.encode(gsm8k.subquestion_prompt(p.question), chat=chat) for p in problems]
 
 
+def _params(params: SamplingParams, variant: Variant, prompt: int) -> SamplingParams:
+    seed = derive_seed(params.seed, prompt)  # the same seed for every method
+    return replace(params, seed=seed, sampling=variant.sampling)
+
+
 def _one_pass(llm, prompts, params, variants) -> dict[str, list[GenerationResult]]:
     out: dict[str, list[GenerationResult]] = {name: [] for name in variants}
-    for ids in prompts:
-        for name, (method, spec) in variants.items():
-            run = generate_many(llm.models, [Request(ids, params)], method, spec)
-            out[name].append(run.results[0])
+    for i, ids in enumerate(prompts):
+        for name, v in variants.items():
+            request = Request(ids, _params(params, v, i))
+            out[name].append(generate_many(llm.models, [request], v.method, v.spec).results[0])
     return out
 
 
@@ -143,7 +167,9 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
     if "ar" not in cfg.methods:
         raise SeedtreeError("the decode benchmark needs 'ar' among the methods (the baseline)")
     variants = {name: parse_method(name, cfg.gamma) for name in cfg.methods}
-    params = SamplingParams(temperature=0.0, max_new_tokens=cfg.max_new_tokens)
+    params = SamplingParams(
+        temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed
+    )
     prompts = bench_prompts(llm, cfg.n_prompts)
     # warm-up: one short request per method (allocator, thread pool, first-call overheads)
     _one_pass(llm, prompts[:1], SamplingParams(max_new_tokens=16), variants)
@@ -163,26 +189,27 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
         "median": median,
         "min_max": span,
         "agreement": {
-            name: agreement(llm, prompts, results["ar"], results[name], _scoring(variants[name]))
+            name: agreement(llm, prompts, results["ar"], results[name], variants[name], params)
             for name in results
-            if name != "ar"
+            if name != "ar" and (params.greedy or variants[name].sampling == "coupled")
         },
         "passes": passes,
     }
 
 
-def _scoring(variant: tuple[str, SpecConfig]) -> Scoring:
-    method, spec = variant
-    return scoring_of(method, spec.gamma, spec.k_config)
-
-
-def agreement(llm: LLM, prompts, ar_results, other_results, scoring: Scoring) -> list[dict]:
-    """Per prompt (last pass): does the method equal AR? At a divergence, the verdict of
-    `seedtree.decoding.check.diagnose`: the target's gap there against the measured noise of
-    one-token vs `scoring`-shaped scoring, `tie` or `DEFECT`."""
+def agreement(
+    llm: LLM, prompts, ar_results, other_results, variant: Variant, params: SamplingParams
+) -> list[dict]:
+    """Per prompt (last pass): does the method equal AR (T=0, or coupled sampling with the same
+    seed)? At a divergence, the verdict of `seedtree.decoding.check.diagnose`: the target's gap
+    there against the measured noise of one-token vs the method's scoring, `tie` or `DEFECT`."""
+    scoring = scoring_of(variant.method, variant.spec.gamma, variant.spec.k_config)
     rows = []
-    for ids, ar, other in zip(prompts, ar_results, other_results, strict=True):
-        d = diagnose(llm.models, ids, ar.token_ids, other.token_ids, scoring)
+    for i, (ids, ar, other) in enumerate(zip(prompts, ar_results, other_results, strict=True)):
+        sampler = Sampler(_params(params, variant, i))
+        d = diagnose(
+            llm.models, ids, ar.token_ids, other.token_ids, scoring, sampler=sampler
+        )
         row = {"tokens": len(ar.token_ids), "identical": d is None}
         if d is not None:
             row |= {
@@ -200,7 +227,8 @@ def markdown_tables(report: dict) -> str:
     m, cfg = report["median"], report["config"]
     lines = [
         f"dtype {cfg['dtype']} (draft {cfg['draft_dtype']}), {cfg['n_prompts']} prompts x "
-        f"{cfg['max_new_tokens']} new tokens, T=0, gamma={cfg['gamma']}, {cfg['repeat']} passes; "
+        f"{cfg['max_new_tokens']} new tokens, T={cfg.get('temperature', 0):g} (seed "
+        f"{cfg.get('seed', 0)}), gamma={cfg['gamma']}, {cfg['repeat']} passes; "
         f"target step {m['t_target_step_s'] * 1000:.0f} ms",
         "",
         "| method | tok/s | speedup vs AR | vs SD | accepted/round | drafted/round | alpha | "
@@ -220,7 +248,7 @@ def markdown_tables(report: dict) -> str:
                 if spec
                 else "- | - | - | - | - | - | "
             )
-            + f"{same_as_ar(r['identical_to_ar'], report['agreement'].get(name, []))} |"
+            + f"{_same(name, r, report)} |"
         )
     if "sd" in m:
         lines += [
@@ -236,6 +264,13 @@ def markdown_tables(report: dict) -> str:
                     f"{row['label']}"
                 )
     return "\n".join(lines)
+
+
+def _same(name: str, row: dict, report: dict) -> str:
+    """The "== AR" cell; `- (speculative)` where only the distribution is AR's (T > 0)."""
+    if name != "ar" and name not in report["agreement"]:
+        return "- (speculative)"
+    return same_as_ar(row["identical_to_ar"], report["agreement"].get(name, []))
 
 
 def save_report(report: dict, out: Path) -> None:

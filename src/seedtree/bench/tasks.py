@@ -184,6 +184,7 @@ def _method_row(trees, peak_mb: float, reference=None) -> dict:
         "score": statistics.mean(float(t.metrics.get("score") or 0.0) for t in trees),
         "correct": sum(bool(t.metrics.get("correct")) for t in trees),
         "unparsed_values": sum(t.unparsed_values for t in trees),
+        "depth_reached": statistics.mean(max(n.depth for n in t.nodes) for t in trees),
         "prefix_hit_rate": _engine_stat(calls, "prefix_hit_rate"),
         "mean_draft_len": _engine_stat(calls, "mean_draft_len"),
         "same_tree_as_ar": None
@@ -214,7 +215,8 @@ def run_task_bench(
             f"no {cfg.task} problems from index {cfg.start}: lower --start or check --data"
         )
     spec = SpecConfig(gamma=cfg.gamma, k_config=cfg.k_config)
-    greedy = cfg.sampling.temperature == 0  # "same tree as ar" is only a promise at T=0
+    # "same tree as ar" is a promise at T=0 and with coupled sampling (the same seeds)
+    exact = cfg.sampling.temperature == 0 or cfg.sampling.sampling == "coupled"
 
     def engine(method: str, cap: int | None = cfg.max_new_tokens) -> EngineConfig:
         return replace(cfg.sampling, method=method, max_new_tokens=cap)
@@ -242,7 +244,7 @@ def run_task_bench(
                     )
                     bar.update()
             peak[method] = rss.peak_mb
-        reference = trees.get("ar") if greedy else None
+        reference = trees.get("ar") if exact else None
         row = {m: _method_row(trees[m], peak[m], reference) for m in cfg.methods}
         for method in row:
             for base in ("ar", "batched-ar"):
@@ -254,7 +256,7 @@ def run_task_bench(
     bar.close()
     last_trees = runs[-1]
     agreements = {}
-    if greedy and "ar" in cfg.methods:  # "same tree as ar" is only a promise at T=0
+    if exact and "ar" in cfg.methods:
         for method in cfg.methods:
             pairs = [(t["ar"], t[method]) for t in runs]
             same = all(
@@ -285,6 +287,15 @@ def run_task_bench(
     if out is not None:
         save_outputs(report, last_trees, out)
     return report
+
+
+def _temperature(cfg: dict) -> str:
+    """`0`, or `0.7 (coupled, seed 1)`: what a T > 0 row was sampled with."""
+    sampling = cfg.get("sampling", {})
+    t = sampling.get("temperature", 0)
+    if not t:
+        return "0"
+    return f"{t:g} ({sampling.get('sampling', 'coupled')}, seed {sampling.get('seed', 0)})"
 
 
 def save_outputs(report: dict, trees: dict, out: Path) -> None:
@@ -341,16 +352,16 @@ def markdown_table(report: dict) -> str:
         f"**{cfg['task']}**: {len(report['examples'])} problems ({', '.join(report['examples'])}),"
         f" {s['algorithm']} k={s['k']} b={s['b']} depth={s['depth'] or 'task default'}, "
         f"max new tokens {cfg['max_new_tokens'] or 'task default'}, "
-        f"T={cfg.get('sampling', {}).get('temperature', 0):g}, target {cfg['dtype']}, "
+        f"T={_temperature(cfg)}, target {cfg['dtype']}, "
         f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, {cfg['repeat']} passes (median "
         f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "
         f"{c['target_step_s'] * 1000:.0f} ms per step). Bound (teacher-forced target, one "
         f"batched forward per call, a shared prompt prefilled once): {report['bound_s']:.1f} s.",
         "",
         "| method | wall s | generate s | evaluate s | tokens | tok/s | target fwd | alpha | "
-        "prefix hit | draft len | vs ar | vs batched-ar | x bound | score | same tree as ar | "
-        "peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "prefix hit | draft len | vs ar | vs batched-ar | x bound | score | depth | "
+        "same tree as ar | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     agreements = report.get("agreement", {})
     for m, r in report["median"].items():
@@ -365,7 +376,8 @@ def markdown_table(report: dict) -> str:
             f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
             f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | {hit} | {draft} | "
             f"**{r.get('speedup_vs_ar', 0):.2f}x** | {r.get('speedup_vs_batched-ar', 0):.2f}x | "
-            f"{r['x_bound']:.1f} | {r['score']:.2f} | {same} | {r['peak_rss_mb']:.0f} |"
+            f"{r['x_bound']:.1f} | {r['score']:.2f} | {r.get('depth_reached', 0):.1f} | {same} | "
+            f"{r['peak_rss_mb']:.0f} |"
         )
     notes = [
         f"- {m}: {d.get('text', d['label'])} (pass {', '.join(str(p + 1) for p in d['passes'])})"

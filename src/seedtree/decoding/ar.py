@@ -8,7 +8,7 @@ import time
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.params import SamplingParams
 from seedtree.decoding.result import DecodeStats, GenerationResult
-from seedtree.decoding.sampling import make_generator, next_token
+from seedtree.decoding.sampling import Sampler
 from seedtree.decoding.sequence import Sequence
 from seedtree.models.loader import ModelPair
 
@@ -17,7 +17,7 @@ def generate_ar(pair: ModelPair, prompt_ids: list[int], params: SamplingParams) 
     start = time.perf_counter()
     stats = DecodeStats(method="ar")
     seq = Sequence(prompt_ids, params, pair.tokenizer, pair.eos_token_ids, pair.max_context)
-    gen = make_generator(params.seed)
+    sampler = Sampler(params)
     p = KVSequence(pair.target, pair.vocab_size)
 
     # 1) prefill the prompt; its last position gives the first token's logits
@@ -25,7 +25,7 @@ def generate_ar(pair: ModelPair, prompt_ids: list[int], params: SamplingParams) 
     stats.prefill_s = time.perf_counter() - start
     # 2) decode: one target forward per token
     while True:
-        seq.commit([next_token(logits, params, gen)])
+        seq.commit([sampler.token(logits, len(seq.generated))])
         if seq.finished:
             break
         t = time.perf_counter()

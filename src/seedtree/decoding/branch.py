@@ -22,7 +22,7 @@ from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult
-from seedtree.decoding.sampling import Verdict, make_generator
+from seedtree.decoding.sampling import Sampler, Verdict
 from seedtree.decoding.sequence import Sequence
 from seedtree.decoding.tree import TokenTree
 from seedtree.models.loader import ModelPair
@@ -55,7 +55,7 @@ class Branch:
         self.seq = Sequence(
             request.prompt_ids, request.params, pair.tokenizer, pair.eos_token_ids, pair.max_context
         )
-        self.gen = make_generator(request.params.seed)
+        self.sampler = Sampler(request.params)
         self.p = KVSequence(pair.target, pair.vocab_size)
         self.q = KVSequence(pair.draft, pair.vocab_size) if shape else None
         self.stats = DecodeStats(method=method, prompt_tokens=len(request.prompt_ids))
@@ -75,6 +75,12 @@ class Branch:
     def root_pos(self) -> int:
         """Position of the pending token, the root of this round's tree."""
         return len(self.seq.tokens) - 1
+
+    @property
+    def position(self) -> int:
+        """Output position of the token after the pending one (where this round's tree starts
+        predicting; coupled sampling keys its noise by it)."""
+        return len(self.seq.generated)
 
     def round_shape(self) -> tuple[int, ...]:
         """This round's draft shape: the method's, as deep as adaptive speculation finds worth
@@ -107,6 +113,7 @@ class Branch:
             fed = [n for n in path if n <= self.q_fed]
             self.q.keep(self.q_base, [self.q_base + n - 1 for n in fed])
         self.seq.commit([tree.tokens[n] for n in path] + [verdict.token])
+        self.sampler.forget(self.position)
         self.tree = None
 
     def result(self) -> GenerationResult:

@@ -29,6 +29,7 @@ import torch
 from transformers import DynamicCache
 
 from seedtree.decoding.kv import KVSequence
+from seedtree.decoding.sampling import Sampler
 from seedtree.models.loader import ModelPair
 
 TIE_FLOOR = 1e-4  # below this gap two scorings agree even in float32 (its noise is ~2e-5)
@@ -116,6 +117,16 @@ def _ar_way(pair: ModelPair, prompt: list[int], ids: list[int], positions: range
         if j + 1 < positions.stop:
             logits = kv.forward([ids[j]])[-1]
     return torch.stack(out)
+
+
+def _coupled_scores(sampler: Sampler | None, positions: range):
+    """logits [W, V] at output `positions` -> what the target takes the argmax of: the logits
+    themselves at T=0, the coupled scores log p + g with a coupled sampler."""
+    if sampler is None or not sampler.coupled:
+        return lambda logits: logits
+    return lambda logits: torch.stack(
+        [sampler.scores(row.cpu(), p) for row, p in zip(logits, positions, strict=True)]
+    )
 
 
 @dataclass(frozen=True)
@@ -284,12 +295,15 @@ def diagnose(
     batch: list[tuple[list[int], list[int]]] | None = None,
     row: int = 0,
     window: int = 8,
+    sampler: Sampler | None = None,
 ) -> Diagnosis | None:
     """None if `other_ids` equals `ar_ids`; else the first divergence and its verdict.
 
     `scoring`: how the other method scored tokens. `batch`: for a batched method, every request
     of the call as (prompt, AR's output), `row` being this one. The noise is measured on the
-    `window` positions either side of the divergence, at every alignment of the blocks."""
+    `window` positions either side of the divergence, at every alignment of the blocks.
+    `sampler`: the request's, for coupled sampling at T > 0: the target chose the argmax of
+    the perturbed scores log p + g (`Sampler.scores`), so gaps, noise and top-2 are of those."""
     i = first_difference(ar_ids, other_ids)
     if i is None:
         return None
@@ -300,7 +314,8 @@ def diagnose(
         return Diagnosis(i, a, b, "DEFECT", note=f"same tokens, but {who} stops here")
     positions = range(max(0, i - window), min(len(ar_ids), i + window + 1))
     at = i - positions.start
-    ar_way = _ar_way(pair, prompt_ids, ar_ids, positions)  # [W, V]
+    to_scores = _coupled_scores(sampler, positions)
+    ar_way = to_scores(_ar_way(pair, prompt_ids, ar_ids, positions))  # [W, V]
     batch = batch if scoring.batched and batch else [(prompt_ids, ar_ids)]
     row = row if len(batch) > 1 else 0
     assert list(batch[row][0]) == list(prompt_ids), "batch[row] is not this request"
@@ -309,8 +324,9 @@ def diagnose(
     lens = [len(p) for p, _ in batch]
     noise, reproduced, best, prefilled = 0.0, False, None, {}
     for first in range(1, scoring.block + 1):  # every alignment of the blocks
-        other_way = _replay(pair, rows, lens, row, scoring, first, positions, prefilled)  # [W, V]
-        noise = max(noise, float((other_way - ar_way).abs().max()))
+        other_way = to_scores(_replay(pair, rows, lens, row, scoring, first, positions, prefilled))
+        both = ar_way.isfinite() & other_way.isfinite()  # [W, V] (coupled: -inf off top-p)
+        noise = max(noise, float((other_way - ar_way).where(both, 0.0).abs().max()))
         here = other_way[at]
         reproduced = reproduced or int(here.argmax()) == b
         lead = float(here[b] - here[a])

@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 
 import torch
-from transformers import StoppingCriteriaList
+from transformers import LogitsProcessorList, StoppingCriteriaList
 
 from seedtree.decoding.params import SamplingParams
 from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.decoding.sampling import Sampler
 from seedtree.decoding.sequence import Sequence
 from seedtree.models.loader import ModelPair
 
@@ -31,6 +32,22 @@ class _StopStrings:
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool)
 
 
+class _Coupled:
+    """A transformers logits processor for coupled sampling: greedy decoding then picks our
+    coupled sample x_t (`Sampler.token`) at every position, so assisted generation emits the
+    tokens AR emits with the same seed. It returns 0 at x_t and -inf elsewhere: the choice is
+    made in float64 once, never re-rounded by transformers' float32 logits."""
+
+    def __init__(self, sampler: Sampler, prompt_len: int, vocab: int) -> None:
+        self.sampler, self.prompt_len, self.vocab = sampler, prompt_len, vocab
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        out = torch.full_like(scores, float("-inf"))  # [1, V']
+        position = input_ids.shape[1] - self.prompt_len
+        out[0, self.sampler.token(scores[0, : self.vocab].cpu(), position)] = 0.0
+        return out
+
+
 def generate_hf_assisted(
     pair: ModelPair, prompt_ids: list[int], params: SamplingParams
 ) -> GenerationResult:
@@ -39,8 +56,11 @@ def generate_hf_assisted(
     if params.seed is not None:
         torch.manual_seed(params.seed)
     ids = torch.tensor([prompt_ids], device=pair.device)  # [1, T]
-    sampling = {"do_sample": False}
-    if not params.greedy:
+    sampling: dict = {"do_sample": False}
+    if not params.greedy and params.sampling == "coupled":  # greedy on the coupled choice
+        coupled = _Coupled(Sampler(params), len(prompt_ids), pair.vocab_size)
+        sampling["logits_processor"] = LogitsProcessorList([coupled])
+    elif not params.greedy:
         sampling = {"do_sample": True, "temperature": params.temperature, "top_p": params.top_p}
     eos = None if params.ignore_eos else list(pair.eos_token_ids)
     stopping = None

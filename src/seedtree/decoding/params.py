@@ -18,13 +18,20 @@ from seedtree.validate import (
 )
 
 
+SAMPLING_MODES = ("coupled", "speculative")
+
+
 @dataclass(frozen=True)
 class SamplingParams:
     """Like vLLM's `SamplingParams`. temperature 0 means greedy (argmax) decoding.
 
     `stop`: strings that end generation; the output text ends just before the first one.
     `seed`: seeds this request's sampler, so T > 0 results are reproducible.
-    `n`: samples per prompt (used by many-request generation; each sample gets seed + i).
+    `n`: samples per prompt (used by many-request generation; sample j gets a seed hashed from
+    (seed, j)).
+    `sampling` (T > 0): `coupled` (seeded Gumbel-max: every method emits the tokens AR emits
+    with the same seed) or `speculative` (speculative sampling: the target's distribution, but
+    the tokens depend on the method). See `seedtree.decoding.sampling`.
     """
 
     temperature: float = 0.0
@@ -34,6 +41,7 @@ class SamplingParams:
     ignore_eos: bool = False
     seed: int | None = None
     n: int = 1
+    sampling: str = "coupled"
 
     def __post_init__(self) -> None:
         check_real("temperature", self.temperature)
@@ -49,6 +57,10 @@ class SamplingParams:
         object.__setattr__(self, "stop", str_tuple("stop", self.stop))
         if any(not s for s in self.stop):
             raise SeedtreeError("stop strings must be non-empty")
+        if self.sampling not in SAMPLING_MODES:
+            raise SeedtreeError(
+                f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}"
+            )
 
     @property
     def greedy(self) -> bool:

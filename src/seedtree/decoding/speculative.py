@@ -23,7 +23,7 @@ from seedtree.decoding.batch import RaggedBatch
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
-from seedtree.decoding.tree import TokenTree, choose_children, walk
+from seedtree.decoding.tree import TokenTree, walk
 
 
 def _error(exc: BaseException) -> str:
@@ -94,18 +94,20 @@ def prefill(branches: list[Branch], share: bool = True) -> None:
 def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
     """Add k children below `node`, drawn from q (logits [V]) there. Returns whether drafting
     may go deeper (a chain stops where q's probability of its token is below min_draft_prob)."""
-    params, spec = b.params, b.spec
+    spec = b.spec
     logits = logits.cpu()  # the draft's draws use the branch's CPU generator
-    probs = None if params.greedy else probs_from_logits(logits, params)
+    position = b.position + b.tree.depths[node]
+    children, probs = b.sampler.candidates(logits, k, position, spec.replacement)
     if probs is not None:
         b.tree.q[node] = probs
-    children = choose_children(logits, k, params.greedy, probs, spec.replacement, b.gen)
     for token in children:
         b.tree.add_child(node, token)
     if spec.min_draft_prob <= 0 or k > 1:
         return True
-    conf = torch.softmax(logits.double(), -1) if probs is None else probs
-    return float(conf[children[0]]) >= spec.min_draft_prob
+    if probs is None:  # q's probability of its token (after temperature and top-p; T=0: T=1)
+        greedy = b.params.greedy
+        probs = torch.softmax(logits.double(), -1) if greedy else probs_from_logits(logits, b.params)
+    return float(probs[children[0]]) >= spec.min_draft_prob
 
 
 def _draft(branches: list[Branch]) -> None:
@@ -126,7 +128,7 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
     committed to a branch's caches or generator before every forward has succeeded."""
     batch = RaggedBatch([b.q for b in branches])
     unseen = [b.unseen() for b in branches]
-    states = [b.gen.get_state() for b in branches]
+    states = [b.sampler.gen.get_state() for b in branches]
     try:
         # level 0: the committed tokens q has not seen (a chain ending at the root), then q there
         logits = batch.forward({r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)})
@@ -151,7 +153,7 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
                     going.discard(r)
     except Exception:
         for b, state in zip(branches, states, strict=True):  # undo the draws; a retry redrafts
-            b.gen.set_state(state)
+            b.sampler.gen.set_state(state)
         raise
     # every fed node stays in q's cache until verification says which survive
     for r, b in enumerate(branches):
@@ -174,7 +176,7 @@ def _verify(branches: list[Branch]) -> None:
     elapsed = time.perf_counter() - t
     for r, b in enumerate(branches):
         try:
-            path, verdict = walk(b.tree, logits[r], b.params, b.spec.replacement, b.gen)
+            path, verdict = walk(b.tree, logits[r], b.sampler, b.position, b.spec.replacement)
             batch.commit(r, [0, *path])  # the pending token and the accepted nodes stay
             b.accept(path, verdict)
         except Exception as exc:  # this branch only

@@ -10,19 +10,21 @@ node are then exactly those of the root-to-node path run alone.
 
 Verification walks the tree from the root. At T=0: follow the child equal to the target's argmax;
 stop when there is none (emit the argmax: the recovered token) or at a leaf (the bonus token).
-At T>0, multi-candidate speculative sampling keeps the target distribution: try the children in
-order, accept child x with probability min(1, p(x)/q(x)); after a rejection p <- norm(max(0, p-q)),
-and, for candidates drawn without replacement, q <- q with x removed, renormalised.
+Coupled sampling (T>0) walks the same way with the target's coupled sample x_t in place of the
+argmax (`sampling.Sampler`). Speculative sampling (T>0) keeps the target distribution with
+multi-candidate speculative sampling: try the children in order, accept child x with probability
+min(1, p(x)/q(x)); after a rejection p <- norm(max(0, p-q)), and, for candidates drawn without
+replacement, q <- q with x removed, renormalised.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
-from seedtree.decoding.params import SamplingParams
-from seedtree.decoding.sampling import Verdict, probs_from_logits, sample
+from seedtree.decoding.sampling import Sampler, Verdict, probs_from_logits, sample
 
 
 @dataclass
@@ -64,28 +66,12 @@ class TokenTree:
         return out[::-1]
 
 
-def choose_children(
-    logits: torch.Tensor,
-    k: int,
-    greedy: bool,
-    probs: torch.Tensor | None,
-    replacement: bool,
-    gen: torch.Generator,
-) -> list[int]:
-    """k candidate tokens at one node: the top-k of q at T=0, else k draws from q."""
-    if greedy:
-        return logits.topk(k).indices.tolist()
-    assert probs is not None
-    if not replacement:
-        k = min(k, int((probs > 0).sum()))
-    return torch.multinomial(probs, k, replacement=replacement, generator=gen).tolist()
-
-
-def walk_greedy(tree: TokenTree, p_argmax: list[int]) -> tuple[list[int], Verdict]:
-    """p_argmax [N+1]: target argmax after each node. Returns (accepted path, verdict)."""
+def walk_greedy(tree: TokenTree, choice: Callable[[int], int]) -> tuple[list[int], Verdict]:
+    """choice(node): the target's token after `node` (its argmax at T=0, its coupled sample x_t
+    above). Follow the child equal to it. Returns (accepted path, verdict)."""
     node, path = 0, []
     while True:
-        target = p_argmax[node]
+        target = choice(node)
         child = next((c for c in tree.children[node] if tree.tokens[c] == target), None)
         if child is None:
             return path, Verdict(len(path), target)
@@ -137,14 +123,18 @@ def walk_sampling(
 def walk(
     tree: TokenTree,
     logits: torch.Tensor,  # [N+1, V] target logits after each node
-    params: SamplingParams,
+    sampler: Sampler,
+    position: int,  # output position of the token after the root
     replacement: bool,
-    gen: torch.Generator,
 ) -> tuple[list[int], Verdict]:
     """THE accept/reject rule of every engine (a chain is a tree of width 1; plain decoding a
     tree of one node): the accepted path of node indices and the recovered or bonus token."""
     assert logits.ndim == 2 and logits.shape[0] == len(tree)
     logits = logits.cpu()  # sampling draws on the CPU generator, whatever the device
-    if params.greedy:
-        return walk_greedy(tree, logits.argmax(-1).tolist())
-    return walk_sampling(tree, probs_from_logits(logits, params), replacement, gen)
+    if sampler.params.greedy:
+        argmax = logits.argmax(-1).tolist()
+        return walk_greedy(tree, argmax.__getitem__)
+    if sampler.coupled:  # x_t at the position after each node, computed along the path only
+        return walk_greedy(tree, lambda n: sampler.token(logits[n], position + tree.depths[n]))
+    probs = probs_from_logits(logits, sampler.params)
+    return walk_sampling(tree, probs, replacement, sampler.gen)

@@ -6,7 +6,6 @@ runner `threads`, and two plain loops the reference AR and transformers' assiste
 
 from __future__ import annotations
 
-import hashlib
 import resource
 import time
 from dataclasses import dataclass, field, replace
@@ -16,6 +15,7 @@ from seedtree.decoding.branch import Branch, Request
 from seedtree.decoding.hf import generate_hf_assisted
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.decoding.sampling import derive_seed
 from seedtree.engine.methods import get_method
 from seedtree.engine.paper import run_seed
 from seedtree.engine.prefix_cache import PrefixCache
@@ -49,21 +49,15 @@ class ManyResult:
     extra: dict = field(default_factory=dict)
 
 
-def sample_seed(seed: int, j: int) -> int:
-    """Seed of sample j of a request seeded `seed`: a hash, so that nearby seeds share no
-    samples (seed + j would give seeds 1 and 2 four of five samples in common)."""
-    if j == 0:
-        return seed
-    digest = hashlib.blake2b(f"{seed}/{j}".encode(), digest_size=4).digest()
-    return int.from_bytes(digest, "little")  # a valid seed: [0, 2**32)
-
-
 def expand_requests(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
-    """n samples per prompt (params.n), each with its own seed (`sample_seed`)."""
+    """n samples per prompt (params.n). Sample 0 keeps the request's seed, sample j > 0 gets a
+    seed hashed from (seed, j) (`derive_seed`): nearby seeds share no samples."""
     requests = []
     for ids in prompts:
         for j in range(params.n):
-            seed = None if params.seed is None else sample_seed(params.seed, j)
+            seed = params.seed
+            if seed is not None and j > 0:
+                seed = derive_seed(seed, "sample", j)
             requests.append(Request(ids, replace(params, seed=seed, n=1)))
     return requests
 

@@ -7,6 +7,8 @@ Each call's timeline trace and counts are recorded as a `Call` for the tree's re
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import itertools
 import time
 from contextlib import contextmanager
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
+from seedtree.decoding.sampling import derive_seed
 from seedtree.engine import METHODS, PrefixCache, Request, generate_many, get_method
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
 from seedtree.search.tree import Call
@@ -45,6 +48,7 @@ class EngineConfig:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    sampling: str = "coupled"  # T > 0: "coupled" (every method builds AR's tree) | "speculative"
     max_new_tokens: int | None = None  # caps every prompt's own budget when set
 
 
@@ -55,8 +59,11 @@ class Engine:
         config: EngineConfig,
         spec: SpecConfig | None = None,
         prefix_cache: PrefixCache | None = None,
+        progress: Callable[[Call], None] | None = None,
     ):
+        """`progress(call)`: told after every engine call (a level's generation, evaluation)."""
         get_method(config.method)
+        self.progress = progress
         self.pair, self.config, self.spec = pair, config, spec or SpecConfig()
         self.chat = has_chat_template(pair)
         self.calls: list[Call] = []
@@ -70,6 +77,7 @@ class Engine:
         return SamplingParams(
             temperature=self.config.temperature,
             top_p=self.config.top_p,
+            sampling=self.config.sampling,
             max_new_tokens=tokens,
             stop=prompt.stop,
             seed=seed,
@@ -83,10 +91,12 @@ class Engine:
     def run(
         self, prompts: list[Prompt], n: int = 1, phase: str = "", level: int = 0
     ) -> list[list[GenerationResult]]:
-        """n results per prompt (sample j of a call gets its own seed), prompts in order."""
-        call_seed = self.config.seed + 1000 * len(self.calls)
+        """n results per prompt, prompts in order. Sample j of prompt i of call c is seeded by a
+        hash of (seed, c, i, j): the tree is a function of (seed, problem, settings), the same
+        for every method (coupled sampling makes their tokens equal)."""
+        call = len(self.calls)
         requests = [
-            Request(self._encode(p.text), self._params(p, call_seed + i * n + j))
+            Request(self._encode(p.text), self._params(p, derive_seed(self.config.seed, call, i, j)))
             for i, p in enumerate(prompts)
             for j in range(n)
         ]
@@ -113,8 +123,11 @@ class Engine:
                 rounds=sum(r.stats.rounds for r in results),
                 prompt_tokens=sum(len(r.prompt_ids) for r in requests),
                 cached_tokens=sum(r.stats.cached_tokens for r in results),
+                seeds=[r.params.seed for r in requests],
             )
         )
+        if self.progress is not None:
+            self.progress(self.calls[-1])
         return [results[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def ask(self, prompts: list[Prompt], n: int) -> list[list[str]]:

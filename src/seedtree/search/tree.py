@@ -48,6 +48,7 @@ class Call:
     rounds: int = 0  # verification rounds, summed over requests
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served by the prefix cache
+    seeds: list[int] = field(default_factory=list)  # per request (coupled sampling's noise key)
 
     @property
     def prefix_hit_rate(self) -> float | None:
