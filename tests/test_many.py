@@ -111,10 +111,10 @@ def test_failing_branch_is_isolated(pair, monkeypatch):
 
     original = branch_mod.Branch.round_shape
 
-    def flaky(self):
+    def flaky(self, lookup=0):
         if self.index == 0 and self.stats.rounds == 2:
             raise RuntimeError("simulated drafter crash")
-        return original(self)
+        return original(self, lookup)
 
     monkeypatch.setattr(branch_mod.Branch, "round_shape", flaky)
     prompts = prompts_for(pair, 3, seed=4)

@@ -3,6 +3,7 @@ BFS and DFS; JSON round trip; the level structure the scheduler sees."""
 
 import pytest
 
+from seedtree.decoding import SpecConfig
 from seedtree.engine import METHODS as MANY_METHODS
 from seedtree.models.tiny import tiny_pair
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
@@ -54,10 +55,25 @@ TASKS = {
 SPECULATIVE = [m for m in MANY_METHODS if m != "ar"]
 
 
-def build(pair, task, method, algorithm, threshold=4.0, temperature=0.0, **search):
+def build(pair, task, method, algorithm, threshold=4.0, temperature=0.0, spec=None, **search):
     config = SearchConfig(k=3, b=2, depth=2, algorithm=algorithm, threshold=threshold, **search)
     engine = EngineConfig(method=method, max_new_tokens=8, temperature=temperature, seed=1)
-    return solve(pair, task, task.get(0), config, engine)
+    return solve(pair, task, task.get(0), config, engine, spec)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+@pytest.mark.parametrize("task_name", list(TASKS))
+def test_lookup_drafting_builds_the_ar_tree(long_pair, task_name, temperature):
+    """Lookup drafting (candidates from the prompts, siblings and earlier calls of the tree)
+    changes no tree; its candidates are verified and some accepted."""
+    task = TASKS[task_name]()
+    reference = build(long_pair, task, "ar", "bfs", temperature=temperature)
+    spec = SpecConfig(lookup=6)
+    for method in ("sd", "seed", "seed-batched"):
+        tree = build(long_pair, task, method, "bfs", temperature=temperature, spec=spec)
+        assert tree.signature() == reference.signature(), (task_name, method)
+        assert sum(c.lookup_drafted for c in tree.calls) > 0, method
+    assert sum(c.lookup_accepted for c in tree.calls) > 0
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])

@@ -72,6 +72,17 @@ def _add_sampling_mode(g) -> None:
     )
 
 
+def _add_lookup(g) -> None:
+    g.add_argument(
+        "--lookup",
+        type=int,
+        default=0,
+        metavar="L",
+        help="lookup drafting: also propose up to L tokens copied from text already written "
+        "(prompt, sibling branches, earlier calls); free, lossless (default 0: off)",
+    )
+
+
 def _add_sampling_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("sampling")
     g.add_argument("--max-new-tokens", type=int, default=128)
@@ -88,6 +99,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="draft exactly gamma tokens every round (default: adaptive, 0..gamma from alpha)",
     )
+    _add_lookup(g)
     g.add_argument(
         "--k-config",
         default="2,1,1",
@@ -267,6 +279,7 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     g.add_argument(
         "--fixed-gamma", action="store_true", help="always draft gamma (no adaptive speculation)"
     )
+    _add_lookup(g)
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
     s = p.add_argument_group("search")
     s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")
@@ -296,6 +309,7 @@ def _sampling(args) -> tuple:
         k_config=parse_k_config(args.k_config),
         replacement=args.with_replacement,
         adaptive=not args.fixed_gamma,
+        lookup=args.lookup,
     )
 
 
@@ -578,7 +592,10 @@ def _tree_configs(args) -> tuple:
         max_new_tokens=args.max_new_tokens,
     )
     spec = SpecConfig(
-        gamma=args.gamma, k_config=parse_k_config(args.k_config), adaptive=not args.fixed_gamma
+        gamma=args.gamma,
+        k_config=parse_k_config(args.k_config),
+        adaptive=not args.fixed_gamma,
+        lookup=args.lookup,
     )
     return search, engine, spec
 
@@ -711,6 +728,8 @@ def cmd_bench(args) -> int:
         max_new_tokens=args.max_new_tokens,
         gamma=spec.gamma,
         k_config=spec.k_config,
+        adaptive=spec.adaptive,
+        lookup=spec.lookup,
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
         sampling=engine,

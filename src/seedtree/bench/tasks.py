@@ -54,6 +54,8 @@ class TaskBenchConfig:
     max_new_tokens: int | None = None  # cap on every call's budget
     gamma: int = 4
     k_config: tuple[int, ...] = (2, 1, 1)
+    adaptive: bool = True
+    lookup: int = 0  # lookup drafting: candidates per round at most (0: off)
     dtype: str = "float32"
     draft_dtype: str = "int8"
     sampling: EngineConfig = field(default_factory=EngineConfig)  # temperature, top_p, seed
@@ -171,6 +173,7 @@ def _method_row(trees, peak_mb: float, reference=None) -> dict:
     wall = sum(t.wall_s for t in trees)
     tokens = sum(t.new_tokens for t in trees)
     drafted, accepted = sum(c.drafted for c in calls), sum(c.accepted for c in calls)
+    rounds = sum(c.rounds for c in calls)
     row = {
         "wall_s": wall,
         "generate_s": sum(t.phase_wall("generate") for t in trees),
@@ -185,6 +188,10 @@ def _method_row(trees, peak_mb: float, reference=None) -> dict:
         "correct": sum(bool(t.metrics.get("correct")) for t in trees),
         "unparsed_values": sum(t.unparsed_values for t in trees),
         "depth_reached": statistics.mean(max(n.depth for n in t.nodes) for t in trees),
+        # tokens emitted per branch per round (accepted + 1); None for methods without rounds
+        "tokens_per_round": (accepted + rounds) / rounds if rounds else None,
+        "accepted_lookup": sum(c.lookup_accepted for c in calls),
+        "accepted_model": accepted - sum(c.lookup_accepted for c in calls),
         "prefix_hit_rate": _engine_stat(calls, "prefix_hit_rate"),
         "mean_draft_len": _engine_stat(calls, "mean_draft_len"),
         "same_tree_as_ar": None
@@ -214,7 +221,9 @@ def run_task_bench(
         raise SeedtreeError(
             f"no {cfg.task} problems from index {cfg.start}: lower --start or check --data"
         )
-    spec = SpecConfig(gamma=cfg.gamma, k_config=cfg.k_config)
+    spec = SpecConfig(
+        gamma=cfg.gamma, k_config=cfg.k_config, adaptive=cfg.adaptive, lookup=cfg.lookup
+    )
     # "same tree as ar" is a promise at T=0 and with coupled sampling (the same seeds)
     exact = cfg.sampling.temperature == 0 or cfg.sampling.sampling == "coupled"
 
@@ -353,28 +362,31 @@ def markdown_table(report: dict) -> str:
         f" {s['algorithm']} k={s['k']} b={s['b']} depth={s['depth'] or 'task default'}, "
         f"max new tokens {cfg['max_new_tokens'] or 'task default'}, "
         f"T={_temperature(cfg)}, target {cfg['dtype']}, "
-        f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, {cfg['repeat']} passes (median "
+        f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, lookup {cfg.get('lookup', 0)}, "
+        f"{cfg['repeat']} passes (median "
         f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "
         f"{c['target_step_s'] * 1000:.0f} ms per step). Bound (teacher-forced target, one "
         f"batched forward per call, a shared prompt prefilled once): {report['bound_s']:.1f} s.",
         "",
         "| method | wall s | generate s | evaluate s | tokens | tok/s | target fwd | alpha | "
-        "prefix hit | draft len | vs ar | vs batched-ar | x bound | score | depth | "
-        "same tree as ar | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "prefix hit | draft len | tok/round | accepted model+lookup | vs ar | vs batched-ar | "
+        "x bound | score | depth | same tree as ar | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     agreements = report.get("agreement", {})
     for m, r in report["median"].items():
-        alpha, hit, draft = (
+        alpha, hit, draft, per_round = (
             "-" if r.get(key) is None else f"{r[key]:.2f}"
-            for key in ("alpha", "prefix_hit_rate", "mean_draft_len")
+            for key in ("alpha", "prefix_hit_rate", "mean_draft_len", "tokens_per_round")
         )
+        sources = f"{r.get('accepted_model', 0):.0f}+{r.get('accepted_lookup', 0):.0f}"
         same = {None: "-", True: "yes", False: "NO"}[r["same_tree_as_ar"]]
         same = agreements.get(m, {}).get("label", same)
         lines.append(
             f"| {m} | {r['wall_s']:.1f} [{r['wall_s_min']:.1f}-{r['wall_s_max']:.1f}] | "
             f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
             f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | {hit} | {draft} | "
+            f"{per_round} | {sources} | "
             f"**{r.get('speedup_vs_ar', 0):.2f}x** | {r.get('speedup_vs_batched-ar', 0):.2f}x | "
             f"{r['x_bound']:.1f} | {r['score']:.2f} | {r.get('depth_reached', 0):.1f} | {same} | "
             f"{r['peak_rss_mb']:.0f} |"

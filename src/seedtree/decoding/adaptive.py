@@ -39,6 +39,26 @@ def expected_tokens(alpha: float, g: int) -> float:
     return sum(alpha**i for i in range(g + 1))
 
 
-def best_gamma(alpha: float, c: float, gamma: int) -> int:
-    """The draft length in 0..gamma with the most expected tokens per unit of cost."""
-    return max(range(gamma + 1), key=lambda g: (expected_tokens(alpha, g) / (1 + g * c), -g))
+def best_gamma(alpha: float, c: float, gamma: int, alpha_lookup: float = 0.0, lookup: int = 0) -> int:
+    """The draft length in 0..gamma with the most expected tokens per unit of cost. With a lookup
+    chain of `lookup` free candidates (acceptance `alpha_lookup`) verified beside the model's
+    chain, the model's tokens count only where the lookup's first candidate fails."""
+    with_lookup = expected_tokens(alpha_lookup, lookup)  # 1 without lookup
+    miss = 1 - alpha_lookup if lookup else 1.0
+
+    def per_cost(g: int) -> tuple[float, int]:
+        tokens = with_lookup + miss * (expected_tokens(alpha, g) - 1)
+        return tokens / (1 + g * c), -g
+
+    return max(range(gamma + 1), key=per_cost)
+
+
+MIN_MARGINAL = 0.1  # a lookup candidate is worth verifying while P(accepted) stays above this
+
+
+def lookup_length(alpha_lookup: float, limit: int) -> int:
+    """Lookup candidates worth verifying: the i-th is accepted with probability alpha^i."""
+    n = 0
+    while n < limit and alpha_lookup ** (n + 1) >= MIN_MARGINAL:
+        n += 1
+    return n

@@ -18,13 +18,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma
+from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma, lookup_length
 from seedtree.decoding.kv import KVSequence
+from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult
 from seedtree.decoding.sampling import Sampler, Verdict
 from seedtree.decoding.sequence import Sequence
-from seedtree.decoding.tree import TokenTree
+from seedtree.decoding.tree import LOOKUP, MODEL, TokenTree
 from seedtree.models.loader import ModelPair
 
 
@@ -66,6 +67,16 @@ class Branch:
         self.tree: TokenTree | None = None  # this round's draft, until verified
         self.q_base = 0  # draft cache position of tree node 1 (node i sits at q_base + i - 1)
         self.q_fed = 0  # tree nodes fed to the draft this round (the last level is not)
+        self.lookup: LookupIndex | None = None  # lookup drafting (`attach_lookup`)
+        self.doc = -1  # this branch's document in the lookup index
+        self.lookup_acceptance = AcceptanceEstimate()
+
+    def attach_lookup(self, index: LookupIndex) -> None:
+        """Draft from text already written too (SpecConfig.lookup > 0; not with speculative
+        sampling, which needs each candidate's proposal distribution)."""
+        sampler = self.sampler
+        if self.spec.lookup and self.shape and (sampler.params.greedy or sampler.coupled):
+            self.lookup, self.doc = index, index.register(self.seq.tokens)
 
     @property
     def done(self) -> bool:
@@ -82,12 +93,25 @@ class Branch:
         predicting; coupled sampling keys its noise by it)."""
         return len(self.seq.generated)
 
-    def round_shape(self) -> tuple[int, ...]:
-        """This round's draft shape: the method's, as deep as adaptive speculation finds worth
-        it, never past what may still be generated (a round emits at most depth + 1 tokens)."""
+    def lookup_proposal(self) -> list[int]:
+        """This round's lookup candidates (a chain below the pending token; [] without lookup):
+        as many as the branch's lookup record makes worth verifying, never past what may still
+        be generated."""
+        if self.lookup is None:
+            return []
+        limit = self.spec.lookup
+        if self.spec.adaptive:
+            limit = lookup_length(self.lookup_acceptance.alpha, limit)
+        return self.lookup.propose(self.doc, min(limit, self.seq.remaining - 1))
+
+    def round_shape(self, lookup: int = 0) -> tuple[int, ...]:
+        """This round's model-draft shape: the method's, as deep as adaptive speculation finds
+        worth it beside `lookup` lookup candidates, never past what may still be generated (a
+        round emits at most depth + 1 tokens)."""
         depth = len(self.shape)
         if self.spec.adaptive and depth:
-            depth = best_gamma(self.acceptance.alpha, self.spec.c, depth)
+            alpha_lookup = self.lookup_acceptance.alpha
+            depth = best_gamma(self.acceptance.alpha, self.spec.c, depth, alpha_lookup, lookup)
         return self.shape[: max(0, min(depth, self.seq.remaining - 1))]
 
     def unseen(self) -> list[int]:
@@ -106,8 +130,13 @@ class Branch:
         self.stats.rounds += 1
         self.stats.drafted += tree.n_drafted
         self.stats.accepted += verdict.n_accepted
-        # alpha per depth: a round is rejected only where the path stops above the deepest level
-        self.acceptance.update(max(tree.depths), verdict.n_accepted)
+        lookup_only = [n for n in range(1, len(tree)) if tree.sources[n] == LOOKUP]
+        self.stats.lookup_drafted += len(lookup_only)
+        self.stats.lookup_accepted += len(set(path) & set(lookup_only))
+        # alpha per source and depth: a source's chain is rejected only where the path leaves it
+        # above its deepest candidate
+        self.acceptance.update(tree.depth_of(MODEL), tree.count(MODEL, path))
+        self.lookup_acceptance.update(tree.depth_of(LOOKUP), tree.count(LOOKUP, path))
         if self.q is not None and tree.n_drafted:
             # KV rollback of q: keep its prefix, then the accepted nodes it was fed
             fed = [n for n in path if n <= self.q_fed]
@@ -117,6 +146,8 @@ class Branch:
         self.tree = None
 
     def result(self) -> GenerationResult:
+        if self.lookup is not None:  # its text stays for later lookups
+            self.lookup.release(self.doc)
         self.stats.new_tokens = len(self.seq.generated)
         self.stats.target_forwards = self.p.forwards
         self.stats.draft_forwards = self.q.forwards if self.q is not None else 0

@@ -80,6 +80,13 @@ class SpecConfig:
     draft/target cost ratio `c` (gamma 0 = plain decoding); a chain also stops early where the
     draft's probability of its token falls below `min_draft_prob`. Any draft policy is lossless:
     verification alone decides what is emitted.
+
+    Lookup drafting (`lookup` > 0; `seedtree.decoding.lookup`): each round a branch also proposes
+    up to `lookup` tokens that followed its last few tokens elsewhere (its prompt, its siblings'
+    outputs, earlier calls of the tree), merged into its token tree for free (no draft forward);
+    with a good lookup record the branch drafts less with the model. At T=0 and with coupled
+    sampling; speculative sampling needs each candidate's proposal distribution, so it drafts
+    with the model alone.
     """
 
     gamma: int = 4
@@ -88,6 +95,7 @@ class SpecConfig:
     adaptive: bool = True
     c: float = 0.15  # draft step cost / target step cost (int8 0.5B vs bf16 1.5B on CPU: 0.14-0.18)
     min_draft_prob: float = 0.0
+    lookup: int = 0  # lookup drafting: candidates copied from text already written, at most
 
     def __post_init__(self) -> None:
         check_int("gamma", self.gamma)
@@ -111,6 +119,7 @@ class SpecConfig:
             )
         if not isinstance(self.c, int | float) or not 0 < self.c < 10:
             raise SeedtreeError(f"c (draft/target cost ratio) must be in (0, 10), got {self.c}")
+        check_int("lookup", self.lookup, 0, MAX_GAMMA)
         if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
 

@@ -22,6 +22,8 @@ class DecodeStats:
     verify_s: float = 0.0  # target forwards after the prefill (AR: every decode step)
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
+    lookup_drafted: int = 0  # draft tokens only lookup proposed (in `drafted`)
+    lookup_accepted: int = 0  # of those, accepted (in `accepted`; the model's: the rest)
 
     @property
     def prefix_hit_rate(self) -> float:

@@ -23,7 +23,7 @@ from seedtree.decoding.batch import RaggedBatch
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
-from seedtree.decoding.tree import TokenTree, walk
+from seedtree.decoding.tree import LOOKUP, TokenTree, walk
 
 
 def _error(exc: BaseException) -> str:
@@ -112,12 +112,16 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
 
 def _draft(branches: list[Branch]) -> None:
     t = time.perf_counter()
-    shapes = [b.round_shape() for b in branches]
+    proposals = [b.lookup_proposal() for b in branches]  # free candidates (lookup drafting)
+    shapes = [b.round_shape(len(p)) for b, p in zip(branches, proposals, strict=True)]
     for b in branches:  # a fresh tree: the root alone where the branch drafts nothing
         b.tree = TokenTree.root(b.seq.tokens[-1])
+        b.q_base, b.q_fed = (b.q.length if b.q is not None else 0), 0
     rows = [i for i, shape in enumerate(shapes) if shape]
     if rows:
         _draft_trees([branches[i] for i in rows], [shapes[i] for i in rows])
+    for b, proposal in zip(branches, proposals, strict=True):
+        b.tree.merge_chain(proposal, LOOKUP)  # after the model's nodes: they keep 1..q_fed
     elapsed = time.perf_counter() - t
     for i in rows:
         branches[i].stats.draft_s += elapsed / len(rows)

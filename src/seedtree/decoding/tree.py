@@ -27,6 +27,9 @@ import torch
 from seedtree.decoding.sampling import Sampler, Verdict, probs_from_logits, sample
 
 
+MODEL, LOOKUP = 1, 2  # who proposed a node: the draft model, lookup drafting (`lookup.py`)
+
+
 @dataclass
 class TokenTree:
     tokens: list[int]  # [N+1] node tokens, level order; tokens[0] is the root (pending token)
@@ -34,10 +37,11 @@ class TokenTree:
     depths: list[int]  # [N+1] 0 for the root
     children: list[list[int]] = field(default_factory=list)  # child indices per node
     q: dict[int, torch.Tensor] = field(default_factory=dict)  # node -> [V] draft probs (T > 0)
+    sources: list[int] = field(default_factory=list)  # [N+1] MODEL | LOOKUP bits per node
 
     @classmethod
     def root(cls, token: int) -> TokenTree:
-        return cls(tokens=[token], parents=[-1], depths=[0], children=[[]])
+        return cls(tokens=[token], parents=[-1], depths=[0], children=[[]], sources=[0])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -46,13 +50,35 @@ class TokenTree:
     def n_drafted(self) -> int:
         return len(self.tokens) - 1
 
-    def add_child(self, parent: int, token: int) -> int:
+    def add_child(self, parent: int, token: int, source: int = MODEL) -> int:
         self.tokens.append(token)
         self.parents.append(parent)
         self.depths.append(self.depths[parent] + 1)
         self.children.append([])
+        self.sources.append(source)
         self.children[parent].append(len(self.tokens) - 1)
         return len(self.tokens) - 1
+
+    def merge_chain(self, tokens: list[int], source: int) -> None:
+        """Add a chain of candidates below the root, sharing the nodes that already hold its
+        prefix (e.g. a lookup continuation beside the draft model's chain)."""
+        node = 0
+        for token in tokens:
+            child = next((c for c in self.children[node] if self.tokens[c] == token), None)
+            if child is None:
+                child = self.add_child(node, token, source)
+            else:
+                self.sources[child] |= source
+            node = child
+
+    def count(self, source: int, nodes: list[int] | None = None) -> int:
+        """Nodes (of `nodes`, default all but the root) proposed by `source`."""
+        nodes = range(1, len(self.tokens)) if nodes is None else nodes
+        return sum(1 for n in nodes if self.sources[n] & source)
+
+    def depth_of(self, source: int) -> int:
+        """The deepest node proposed by `source` (0 if none)."""
+        return max((d for d, s in zip(self.depths, self.sources, strict=True) if s & source), default=0)
 
     def level(self, depth: int) -> list[int]:
         return [i for i, d in enumerate(self.depths) if d == depth]

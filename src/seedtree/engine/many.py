@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from seedtree.decoding.ar import generate_ar
 from seedtree.decoding.branch import Branch, Request
 from seedtree.decoding.hf import generate_hf_assisted
+from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult
 from seedtree.decoding.sampling import derive_seed
@@ -39,6 +40,8 @@ class RunStats:
     errors: int
     prefix_hit_rate: float = 0.0  # prompt tokens served by the prefix cache / prompt tokens
     mean_draft_len: float = 0.0  # draft tokens per verification round, over all branches
+    accepted_model: int = 0  # accepted draft tokens the draft model proposed
+    accepted_lookup: int = 0  # accepted draft tokens only lookup drafting proposed
 
 
 @dataclass
@@ -79,8 +82,10 @@ def _run_plain(pair, requests, trace, cancelled, decode) -> list[GenerationResul
     return results
 
 
-def _run_engine(pair, requests, method, spec, cache, trace, cancelled) -> list[GenerationResult]:
-    engine = StepEngine(pair, method, spec, prefix_cache=cache, trace=trace)
+def _run_engine(
+    pair, requests, method, spec, cache, trace, cancelled, lookup
+) -> list[GenerationResult]:
+    engine = StepEngine(pair, method, spec, prefix_cache=cache, trace=trace, lookup=lookup)
     for i, r in enumerate(requests):
         engine.add_request(i, r.prompt_ids, r.params)
     results: dict[int, GenerationResult] = {}
@@ -99,11 +104,13 @@ def generate_many(
     scheduler: SchedulerConfig | None = None,
     cancelled: set[int] | None = None,
     prefix_cache: PrefixCache | None = None,
+    lookup: LookupIndex | None = None,
 ) -> ManyResult:
     """Decode every request with `method`; results in request order, plus the trace and stats.
     `cancelled`: request indices to stop (may be added to from another thread while running;
     unknown indices are ignored). `prefix_cache`: KV kept across calls (methods that use one;
-    a fresh cache for this call when None)."""
+    a fresh cache for this call when None). `lookup`: the text index of lookup drafting
+    (`spec.lookup` > 0), shared across calls when passed."""
     m = get_method(method)
     if not requests:
         raise SeedtreeError("no requests: pass at least one prompt")
@@ -120,11 +127,15 @@ def generate_many(
     elif m.schedule == "threads":
         shape = m.shape(spec)
         branches = [Branch(i, pair, r, spec, shape, method) for i, r in enumerate(requests)]
+        if spec.lookup and shape:
+            index = lookup if lookup is not None else LookupIndex()
+            for b in branches:
+                b.attach_lookup(index)
         run_seed(branches, trace, scheduler, cancelled)
         results = [b.result() for b in branches]
     else:
         cache = prefix_cache if prefix_cache is not None else PrefixCache()
-        results = _run_engine(pair, requests, m, spec, cache, trace, cancelled)
+        results = _run_engine(pair, requests, m, spec, cache, trace, cancelled, lookup)
     return ManyResult(results, trace, _run_stats(method, results, trace, start))
 
 
@@ -146,4 +157,6 @@ def _run_stats(method: str, results: list[GenerationResult], trace: Trace, start
         errors=sum(r.error is not None for r in results),
         prefix_hit_rate=sum(s.cached_tokens for s in stats) / prompt if prompt else 0.0,
         mean_draft_len=sum(s.drafted for s in stats) / rounds if rounds else 0.0,
+        accepted_model=sum(s.accepted - s.lookup_accepted for s in stats),
+        accepted_lookup=sum(s.lookup_accepted for s in stats),
     )

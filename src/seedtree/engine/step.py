@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from seedtree.decoding import speculative
 from seedtree.decoding.branch import Branch, Request
+from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.decoding.sd import check_tree_fits
@@ -68,13 +69,19 @@ class StepEngine:
         prefix_cache: PrefixCache | None = None,
         max_running: int = MAX_RUNNING,
         trace: Trace | None = None,
+        lookup: LookupIndex | None = None,
     ) -> None:
+        """`lookup`: the text index lookup drafting reads (SpecConfig.lookup > 0): shared with
+        earlier calls when passed (a tree's), else this engine's own."""
         self.method = method if isinstance(method, Method) else get_method(method)
         if self.method.schedule not in ("serial", "batched"):
             raise SeedtreeError(f"method '{self.method.name}' does not run on the step engine")
         self.pair, self.spec = pair, spec or SpecConfig()
         self.shape = self.method.shape(self.spec)
         self.cache = prefix_cache if self.method.prefix_cache else None
+        self.lookup = None
+        if self.spec.lookup and self.shape:
+            self.lookup = lookup if lookup is not None else LookupIndex()
         self.max_running = 1 if self.method.schedule == "serial" else max_running
         self.trace = trace or Trace(method=self.method.name)
         self.waiting: deque[Branch] = deque()
@@ -96,6 +103,8 @@ class StepEngine:
             index, self.pair, Request(list(prompt_ids), params), self.spec, self.shape,
             self.method.name,
         )  # fmt: skip
+        if self.lookup is not None:
+            branch.attach_lookup(self.lookup)
         self.ids[request_id] = branch
         self.request_of[index] = request_id
         self.waiting.append(branch)
@@ -134,9 +143,16 @@ class StepEngine:
                 if drafting:
                     self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
             t = self.trace.now()
+            counts = [(b.stats.accepted, b.stats.lookup_accepted) for b in active]
             speculative.verify(active)
             ids = [b.index for b in active]
-            self.trace.add("verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids))
+            accepted = [  # per branch this round: (from the model, from lookup)
+                (b.stats.accepted - a - (b.stats.lookup_accepted - k), b.stats.lookup_accepted - k)
+                for b, (a, k) in zip(active, counts, strict=True)
+            ]
+            self.trace.add(
+                "verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids), accepted
+            )
             self.rounds += 1
             outputs += [self._update(b, before[b.index]) for b in active]
         for b in [b for b in self.running if b.done]:

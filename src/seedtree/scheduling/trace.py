@@ -23,6 +23,8 @@ class Interval:
     end: float
     round: int = -1
     waits: tuple[float, ...] = ()  # verify only: queue wait of each branch
+    # verify only (step engine): per branch, draft tokens accepted from (the model, lookup)
+    accepted: tuple[tuple[int, int], ...] = ()
 
     @property
     def duration(self) -> float:
@@ -39,9 +41,13 @@ class Trace:
     def now(self) -> float:
         return time.perf_counter() - self.t0
 
-    def add(self, kind: str, branches, start: float, end: float, round: int = -1, waits=()) -> None:
+    def add(
+        self, kind: str, branches, start: float, end: float, round: int = -1, waits=(), accepted=()
+    ) -> None:
         with self._lock:
-            self.intervals.append(Interval(kind, tuple(branches), start, end, round, tuple(waits)))
+            self.intervals.append(
+                Interval(kind, tuple(branches), start, end, round, tuple(waits), tuple(accepted))
+            )
 
     def of_kind(self, kind: str) -> list[Interval]:
         return sorted((i for i in self.intervals if i.kind == kind), key=lambda i: i.start)

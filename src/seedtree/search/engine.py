@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.decoding.sampling import derive_seed
-from seedtree.engine import METHODS, PrefixCache, Request, generate_many, get_method
+from seedtree.engine import (
+    METHODS,
+    LookupIndex,
+    PrefixCache,
+    Request,
+    generate_many,
+    get_method,
+)
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
 from seedtree.search.tree import Call
 from seedtree.tasks.base import Prompt
@@ -70,6 +77,8 @@ class Engine:
         self._encoded: dict[str, list[int]] = {}
         # KV of prompt prefixes, shared by every call of the tree (and beyond, when passed in)
         self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
+        # text of every call of the tree, for lookup drafting (SpecConfig.lookup > 0)
+        self.lookup = LookupIndex()
 
     def _params(self, prompt: Prompt, seed: int) -> SamplingParams:
         cap = self.config.max_new_tokens
@@ -103,7 +112,12 @@ class Engine:
         start = time.perf_counter()
         with count_forwards(self.pair.target) as forwards:
             run = generate_many(
-                self.pair, requests, self.config.method, self.spec, prefix_cache=self.prefix_cache
+                self.pair,
+                requests,
+                self.config.method,
+                self.spec,
+                prefix_cache=self.prefix_cache,
+                lookup=self.lookup,
             )
             results, trace = run.results, run.trace
         wall = time.perf_counter() - start
@@ -124,6 +138,8 @@ class Engine:
                 prompt_tokens=sum(len(r.prompt_ids) for r in requests),
                 cached_tokens=sum(r.stats.cached_tokens for r in results),
                 seeds=[r.params.seed for r in requests],
+                lookup_drafted=sum(r.stats.lookup_drafted for r in results),
+                lookup_accepted=sum(r.stats.lookup_accepted for r in results),
             )
         )
         if self.progress is not None:

@@ -49,6 +49,8 @@ class Call:
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens served by the prefix cache
     seeds: list[int] = field(default_factory=list)  # per request (coupled sampling's noise key)
+    lookup_drafted: int = 0  # draft tokens only lookup drafting proposed (in `drafted`)
+    lookup_accepted: int = 0  # of those, accepted (in `accepted`)
 
     @property
     def prefix_hit_rate(self) -> float | None:
