@@ -182,7 +182,9 @@ def test_coupled_sampling_trees_agree_and_a_planted_token_is_a_defect(pair):
         logits = pair.target(ids).logits[0, -1, : pair.vocab_size]
     order = sampler.scores(logits, position).argsort(descending=True).tolist()
     assert order[0] == ar_ids[position]  # AR emitted the coupled argmax
-    found = agreement(pair, "planted", [([ar], [planted(ar, call, request, position, order[1])])], scoring)
+    found = agreement(
+        pair, "planted", [([ar], [planted(ar, call, request, position, order[1])])], scoring
+    )
     assert found.verdict == "DEFECT"
     (d,) = found.divergences
     g = d.diagnosis

@@ -83,7 +83,8 @@ def test_bench_writes_table_plots_and_gantts(report):
 
 
 def test_bench_takes_sampling_and_data(tmp_path):
-    """T > 0: the run samples (seeded) and "same tree as ar" is not claimed; --data is read."""
+    """T > 0: the run samples (seeded); with coupled sampling (default) every method builds
+    AR's trees, with speculative sampling "same tree as ar" is not claimed; --data is read."""
     from seedtree.bench.tasks import markdown_table
     from seedtree.search import EngineConfig
 
@@ -103,8 +104,15 @@ def test_bench_takes_sampling_and_data(tmp_path):
     )
     report = run_task_bench(tiny_pair(seed=0, context=4096), cfg, progress=False)
     assert len(report["examples"]) == 2  # the file's two problems, not the bundled 1319
-    assert all(row["same_tree_as_ar"] is None for row in report["median"].values())
+    assert all(row["same_tree_as_ar"] is True for row in report["median"].values())
+    assert report["agreement"]["seed"]["verdict"] == "yes"
     assert report["config"]["sampling"]["temperature"] == 0.8
-    assert "T=0.8" in markdown_table(report)
+    assert "T=0.8 (coupled, seed 3)" in markdown_table(report)
+    speculative = replace(
+        cfg, sampling=EngineConfig(temperature=0.8, seed=3, sampling="speculative")
+    )
+    report = run_task_bench(tiny_pair(seed=0, context=4096), speculative, progress=False)
+    assert all(row["same_tree_as_ar"] is None for row in report["median"].values())
+    assert not report["agreement"] and "T=0.8 (speculative, seed 3)" in markdown_table(report)
     with pytest.raises(SeedtreeError, match="no gsm8k problems from index 2"):
         run_task_bench(tiny_pair(seed=0, context=4096), replace(cfg, start=2), progress=False)

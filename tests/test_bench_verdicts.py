@@ -37,8 +37,8 @@ def plant_in(monkeypatch, module, method: str, rank: int = 1, token: int | None 
     (or `token`) at CALL, REQUEST, POSITION: a method that commits a non-argmax token."""
     real = module.solve
 
-    def solve(pair, task, example, search, engine, spec=None):
-        tree = real(pair, task, example, search, engine, spec)
+    def solve(pair, task, example, search, engine, spec=None, **kwargs):
+        tree = real(pair, task, example, search, engine, spec, **kwargs)
         if engine.method != method or engine.max_new_tokens == 4:
             return tree
         choice, call = token, tree.calls[CALL]
@@ -82,8 +82,8 @@ def test_method_order_rotates_and_identical_trees_say_yes(monkeypatch):
 def test_engine_statistics_are_read_when_calls_carry_them(monkeypatch):
     real = bench_tasks.solve
 
-    def solve(pair, task, example, search, engine, spec=None):
-        tree = real(pair, task, example, search, engine, spec)
+    def solve(pair, task, example, search, engine, spec=None, **kwargs):
+        tree = real(pair, task, example, search, engine, spec, **kwargs)
         for call in tree.calls:  # hits and rounds as the engine records them
             call.prompt_tokens, call.cached_tokens = 10, 5
             call.drafted, call.rounds = 6, 2
@@ -159,7 +159,10 @@ def test_solve_compare_says_yes_or_defect(folders, tmp_path, monkeypatch, capsys
     "extra, needle",
     [
         (["--compare", "fast"], "unknown method 'fast' for --compare"),
-        (["--compare", "sd", "--temperature", "0.5"], "--compare needs --temperature 0"),
+        (
+            ["--compare", "sd", "--temperature", "0.5", "--sampling", "speculative"],
+            "--compare at --temperature > 0 needs --sampling coupled",
+        ),
     ],
 )
 def test_solve_compare_bad_input_is_one_line(folders, capsys, extra, needle):
@@ -167,3 +170,15 @@ def test_solve_compare_bad_input_is_one_line(folders, capsys, extra, needle):
     _, err = capsys.readouterr()
     assert code == 2 and err.startswith("error: ") and needle in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_solve_compare_at_temperature_with_progress(folders, tmp_path, capsys):
+    """T=0.7, seed 1 (coupled sampling): `--compare` builds ar's sampled tree too and says yes;
+    each engine call is shown on stderr as it completes, with the elapsed time."""
+    argv = cli_args(folders, "solve", "--depth", "1", "--compare", "seed-batched")
+    code = main([*argv, "--temperature", "0.7", "--seed", "1", "--out", str(tmp_path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "same tree as ar (thoughts, values, selection, answer): yes" in out
+    assert "[seed-batched] level 1 generate:" in err and "[ar] level 1 evaluate:" in err
+    assert "(elapsed " in err

@@ -19,7 +19,7 @@ from seedtree.errors import SeedtreeError
 GREEDY = SamplingParams(max_new_tokens=24, ignore_eos=True)
 
 
-# -- the index ------------------------------------------------------------------------------------
+# -- the index ---------------------------------------------------------------------------
 def test_index_proposes_what_followed_the_longest_suffix():
     index = LookupIndex()
     index.register([1, 2, 3, 4, 5, 6, 7])
@@ -54,7 +54,7 @@ def test_lookup_option_is_checked():
         SpecConfig(lookup=-1)
 
 
-# -- one round: accepted where the target agrees, rejected where not --------------------------------
+# -- one round: accepted where the target agrees, rejected where not -----------------------
 def one_round(pair, prompt, planted, params=GREEDY):
     """One draft + verify round of a branch (gamma 2, fixed) whose index holds `planted` right
     after the prompt: the lookup candidates are planted's first tokens."""
@@ -90,7 +90,7 @@ def test_lookup_candidates_rejected_where_the_target_does_not(pair):
     assert b.seq.generated == ar[: len(b.seq.generated)]
 
 
-# -- end to end: lossless for every method ---------------------------------------------------------
+# -- end to end: lossless for every method ---------------------------------------------
 LOOKUP_SPEC = SpecConfig(gamma=3, k_config=(2, 1), lookup=6)
 
 

@@ -82,7 +82,12 @@ def test_branch_distribution_matches_target(pair, method):
     runs, n = 350, 0
     for i in range(runs):
         params = SamplingParams(
-            temperature=1.0, max_new_tokens=2, ignore_eos=True, seed=3 * i, n=3, sampling="speculative"
+            temperature=1.0,
+            max_new_tokens=2,
+            ignore_eos=True,
+            seed=3 * i,
+            n=3,
+            sampling="speculative",
         )
         run = generate_many(pair, expand_requests([ids], params), method, SpecConfig(gamma=2))
         for r in run.results:

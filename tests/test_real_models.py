@@ -163,9 +163,7 @@ def test_seed_batched_tree_equals_ar_tree_at_temperature(llm):
     example = task.get(0)
     search = SearchConfig(k=3, b=1, depth=2)
     trees = {
-        m: solve(
-            llm.models, task, example, search, EngineConfig(method=m, temperature=0.7, seed=1)
-        )
+        m: solve(llm.models, task, example, search, EngineConfig(method=m, temperature=0.7, seed=1))
         for m in ("ar", "seed-batched")
     }
     print(format_tree(trees["seed-batched"]))

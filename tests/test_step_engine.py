@@ -209,3 +209,21 @@ def test_arrivals_bench_runs_every_schedule(pair):
     for s in report["summary"].values():
         assert s["mean_latency_s"] > 0 and s["throughput_rps"] > 0
     assert "static batched-ar" in markdown_table(report)
+
+
+@pytest.mark.parametrize("method, max_running", [("sd", 1), ("mcsd", 1), ("seed-batched", 2)])
+def test_at_most_max_running_branches_per_round(pair, method, max_running):
+    """Serial methods decode request by request; a batched engine admits at most `max_running`
+    branches (the others wait their turn); outputs are AR's either way."""
+    prompts = [encode(pair, t) for t in ("a b c", "d e f g", "h i", "j k l m n")]
+    params = SamplingParams(max_new_tokens=10, ignore_eos=True)
+    engine = StepEngine(pair, method, SpecConfig(gamma=3, k_config=(2, 1)), max_running=2)
+    for i, ids in enumerate(prompts):
+        engine.add_request(i, ids, params)
+    results = {}
+    while engine.has_unfinished():
+        results |= {o.request_id: o.result for o in engine.step() if o.finished}
+    verifies = engine.trace.of_kind("verify")
+    assert max(len(v.branches) for v in verifies) == max_running
+    for i, ids in enumerate(prompts):
+        assert results[i].token_ids == generate_ar(pair, ids, params).token_ids

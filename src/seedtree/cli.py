@@ -619,7 +619,9 @@ def cmd_solve(args) -> int:
     verdict = None
     if args.compare is not None:
         ar_engine = replace(engine, method="ar")
-        ar = solve(llm.models, task, example, search, ar_engine, spec, progress=progress_printer("ar"))
+        ar = solve(
+            llm.models, task, example, search, ar_engine, spec, progress=progress_printer("ar")
+        )
         verdict = _print_agreement(llm.models, engine.method, ar, tree, spec)
         print(f"ar: {ar.wall_s:.1f} s   {engine.method}: {tree.wall_s:.1f} s")
         ar.save(args.out / "tree_ar.json")

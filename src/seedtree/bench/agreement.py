@@ -2,13 +2,13 @@
 scores there are tied (a rounding tie) or not (a DEFECT).
 
 A lossless method builds `ar`'s tree at T=0, and at T > 0 with coupled sampling (the same seed
-gives the same tokens; the diagnosis then compares the perturbed scores log p + g). Trees are compared by `Tree.signature()`; where they
-differ, the engine calls of both trees (each `Call` holds every request's prompt and output ids)
-are walked in order to the first call whose outputs differ. Every earlier output was the same, so
-that call's prompts are too; each request of it whose output differs is diagnosed by
-`seedtree.decoding.check.diagnose`, scored the way the other method scores
-(`seedtree.engine.methods.scoring_of`).
-Later calls are not compared: their prompts already differ.
+gives the same tokens; the diagnosis then compares the perturbed scores log p + g). Trees are
+compared by `Tree.signature()`; where they differ, the engine calls of both trees (each `Call`
+holds every request's prompt and output ids) are walked in order to the first call whose outputs
+differ. Every earlier output was the same, so that call's prompts are too; each request of it
+whose output differs is diagnosed by `seedtree.decoding.check.diagnose`, scored the way the other
+method scores (`seedtree.engine.methods.scoring_of`). Later calls are not compared: their prompts
+already differ.
 """
 
 from __future__ import annotations

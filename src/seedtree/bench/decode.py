@@ -207,9 +207,7 @@ def agreement(
     rows = []
     for i, (ids, ar, other) in enumerate(zip(prompts, ar_results, other_results, strict=True)):
         sampler = Sampler(_params(params, variant, i))
-        d = diagnose(
-            llm.models, ids, ar.token_ids, other.token_ids, scoring, sampler=sampler
-        )
+        d = diagnose(llm.models, ids, ar.token_ids, other.token_ids, scoring, sampler=sampler)
         row = {"tokens": len(ar.token_ids), "identical": d is None}
         if d is not None:
             row |= {

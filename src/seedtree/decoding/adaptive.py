@@ -39,7 +39,9 @@ def expected_tokens(alpha: float, g: int) -> float:
     return sum(alpha**i for i in range(g + 1))
 
 
-def best_gamma(alpha: float, c: float, gamma: int, alpha_lookup: float = 0.0, lookup: int = 0) -> int:
+def best_gamma(
+    alpha: float, c: float, gamma: int, alpha_lookup: float = 0.0, lookup: int = 0
+) -> int:
     """The draft length in 0..gamma with the most expected tokens per unit of cost. With a lookup
     chain of `lookup` free candidates (acceptance `alpha_lookup`) verified beside the model's
     chain, the model's tokens count only where the lookup's first candidate fails."""

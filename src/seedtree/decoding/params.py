@@ -17,7 +17,6 @@ from seedtree.validate import (
     str_tuple,
 )
 
-
 SAMPLING_MODES = ("coupled", "speculative")
 
 

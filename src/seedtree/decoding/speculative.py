@@ -106,7 +106,9 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
         return True
     if probs is None:  # q's probability of its token (after temperature and top-p; T=0: T=1)
         greedy = b.params.greedy
-        probs = torch.softmax(logits.double(), -1) if greedy else probs_from_logits(logits, b.params)
+        probs = (
+            torch.softmax(logits.double(), -1) if greedy else probs_from_logits(logits, b.params)
+        )
     return float(probs[children[0]]) >= spec.min_draft_prob
 
 

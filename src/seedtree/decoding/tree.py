@@ -26,7 +26,6 @@ import torch
 
 from seedtree.decoding.sampling import Sampler, Verdict, probs_from_logits, sample
 
-
 MODEL, LOOKUP = 1, 2  # who proposed a node: the draft model, lookup drafting (`lookup.py`)
 
 
@@ -78,7 +77,9 @@ class TokenTree:
 
     def depth_of(self, source: int) -> int:
         """The deepest node proposed by `source` (0 if none)."""
-        return max((d for d, s in zip(self.depths, self.sources, strict=True) if s & source), default=0)
+        return max(
+            (d for d, s in zip(self.depths, self.sources, strict=True) if s & source), default=0
+        )
 
     def level(self, depth: int) -> list[int]:
         return [i for i, d in enumerate(self.depths) if d == depth]

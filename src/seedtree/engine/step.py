@@ -165,7 +165,7 @@ class StepEngine:
     def _admit(self) -> None:
         """Waiting requests join: prefix-cache hits loaded, the rest prefilled together."""
         new = []
-        while self.waiting and len(self.running) < self.max_running:
+        while self.waiting and len(self.running) + len(new) < self.max_running:
             new.append(self.waiting.popleft())
         if not new:
             return

@@ -79,4 +79,13 @@ def progress_printer(label: str = "", stream=None) -> Callable[[Call], None]:
     return show
 
 
-__all__ = ["ALGORITHMS", "Call", "EngineConfig", "Node", "SearchConfig", "Tree", "progress_printer", "solve"]
+__all__ = [
+    "ALGORITHMS",
+    "Call",
+    "EngineConfig",
+    "Node",
+    "SearchConfig",
+    "Tree",
+    "progress_printer",
+    "solve",
+]

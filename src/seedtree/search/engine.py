@@ -7,10 +7,9 @@ Each call's timeline trace and counts are recorded as a `Call` for the tree's re
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import itertools
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -105,7 +104,9 @@ class Engine:
         for every method (coupled sampling makes their tokens equal)."""
         call = len(self.calls)
         requests = [
-            Request(self._encode(p.text), self._params(p, derive_seed(self.config.seed, call, i, j)))
+            Request(
+                self._encode(p.text), self._params(p, derive_seed(self.config.seed, call, i, j))
+            )
             for i, p in enumerate(prompts)
             for j in range(n)
         ]
