@@ -23,7 +23,6 @@ from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.engine.step import RequestOutput, StepEngine
-from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 from seedtree.scheduling.trace import Trace
 from seedtree.server.config import ServerConfig
@@ -170,17 +169,33 @@ class EngineLoop:
                 jobs, self._inbox = self._inbox, []
                 aborts, self._aborts = self._aborts, []
                 stopping = self._stopping
-            if stopping:  # fail what is left: new jobs and every request in the engine
-                for job in jobs:
-                    self._refuse(job, ShuttingDown("the server shut down"))
-                jobs, aborts = [], aborts + list(self._sinks)
-            self._add(jobs)
-            for request_id in aborts:
-                self.engine.abort(request_id)
-            if self._busy():
-                self._step()
-            elif stopping:
-                return
+            try:
+                if not self._turn(jobs, aborts, stopping):
+                    return
+            except Exception as exc:  # a bug below the branch isolation: fail all, start afresh
+                self._fail_all(exc)
+
+    def _turn(self, jobs: list[Job], aborts: list[str], stopping: bool) -> bool:
+        """New jobs join, aborts leave, one step; False once stopped with nothing left."""
+        if stopping:  # fail what is left: new jobs and every request in the engine
+            for job in jobs:
+                self._refuse(job, ShuttingDown("the server shut down"))
+            jobs, aborts = [], aborts + list(self._sinks)
+        self._add(jobs)
+        for request_id in aborts:
+            self.engine.abort(request_id)
+        if self._busy():
+            self._step()
+            return True
+        return not stopping
+
+    def _fail_all(self, exc: BaseException) -> None:
+        self.stats.engine_failures += 1
+        sinks, self._sinks = self._sinks, {}
+        for sink in sinks.values():
+            sink(exc)
+        self._done(len(sinks))
+        self.engine = self._new_engine()
 
     def _busy(self) -> bool:
         return self.engine.has_unfinished()
@@ -193,22 +208,13 @@ class EngineLoop:
         for job in jobs:
             try:
                 self.engine.add_request(job.request_id, job.prompt_ids, job.params)
-            except SeedtreeError as exc:  # checked before submit; a late surprise fails the job
+            except Exception as exc:  # checked before submit; a late surprise fails this job
                 self._refuse(job, exc)
                 continue
             self._sinks[job.request_id] = job.sink
 
     def _step(self) -> None:
-        try:
-            outputs = self.engine.step()
-        except Exception as exc:  # a bug below the branch isolation: fail all, start afresh
-            self.stats.engine_failures += 1
-            sinks, self._sinks = self._sinks, {}
-            for sink in sinks.values():
-                sink(exc)
-            self._done(len(sinks))
-            self.engine = self._new_engine()
-            return
+        outputs = self.engine.step()
         self.stats.steps += 1
         new = sum(len(o.new_token_ids) for o in outputs)
         self.stats.recent.append((time.monotonic(), new))
