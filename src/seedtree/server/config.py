@@ -53,8 +53,3 @@ class ServerConfig:
         check_real("cache_mb", self.cache_mb)
         if self.drain_s < 0 or self.cache_mb < 0:
             raise SeedtreeError("drain_s and cache_mb must be >= 0")
-
-    @property
-    def capacity(self) -> int:
-        """Choices in flight at most (running and waiting)."""
-        return self.max_running + self.max_queued
