@@ -227,3 +227,18 @@ def test_at_most_max_running_branches_per_round(pair, method, max_running):
     assert max(len(v.branches) for v in verifies) == max_running
     for i, ids in enumerate(prompts):
         assert results[i].token_ids == generate_ar(pair, ids, params).token_ids
+
+
+def test_finished_requests_are_forgotten(pair):
+    """A long-lived engine (the server's) keeps nothing per served request; ids may be reused
+    once their request has finished, and branch indices stay unique."""
+    engine = StepEngine(pair, "seed-batched")
+    prompts = prompts_for(pair, 3, seed=6)
+    for i, ids in enumerate(prompts):
+        engine.add_request(i, ids, SamplingParams(max_new_tokens=5))
+    engine.abort(2)
+    first = drain(engine)
+    assert sorted(first) == [0, 1, 2] and not engine.ids and not engine.request_of
+    engine.add_request(0, prompts[0], SamplingParams(max_new_tokens=5))
+    assert engine.ids[0].index == 3
+    assert drain(engine)[0].token_ids == first[0].token_ids

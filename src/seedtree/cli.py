@@ -37,7 +37,9 @@ def exit_on_interrupt():
 
 
 with exit_on_interrupt():  # torch and transformers load here
-    from seedtree.engine import METHODS
+    from seedtree.engine import METHODS, REGISTRY
+
+STEP_METHODS = [m.name for m in REGISTRY.values() if m.schedule in ("serial", "batched")]
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -257,7 +259,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trees", action="store_true", help="also save each tree as JSON")
     _add_tree_args(run)
+    _add_serve_parser(sub)
     return parser
+
+
+def _add_serve_parser(sub) -> None:
+    serve = sub.add_parser("serve", help="an OpenAI-compatible HTTP server on the step engine")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument(
+        "--method", default="seed-batched", choices=STEP_METHODS, help="every request's method"
+    )
+    serve.add_argument("--served-model-name", help="the model name clients send (default: pair)")
+    serve.add_argument("--api-key", help="require Authorization: Bearer KEY on /v1 routes")
+    serve.add_argument(
+        "--max-queued", type=int, default=256, help="choices waiting beyond the running ones"
+    )
+    serve.add_argument("--max-model-len", type=int, help="prompt + completion tokens at most")
+    serve.add_argument("--drain", type=float, default=30.0, help="SIGTERM: seconds to finish")
+    g = serve.add_argument_group("speculation")
+    g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
+    g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
+    _add_lookup(g)
+    _add_model_args(serve)
 
 
 def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
@@ -751,7 +775,41 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from seedtree.decoding import SpecConfig
+
+    try:
+        from seedtree.server import ServerConfig
+        from seedtree.server.run import serve
+    except ImportError as exc:
+        raise SeedtreeError(
+            f"seedtree serve needs the server extra ({exc.name} is missing): "
+            'pip install -e ".[server]"'
+        ) from None
+    if not 0 <= args.port <= 65535:
+        raise SeedtreeError(f"--port must be in [0, 65535], got {args.port}")
+    spec = SpecConfig(gamma=args.gamma, k_config=parse_k_config(args.k_config), lookup=args.lookup)
+    llm = _llm(args)
+    if args.max_model_len is not None and args.max_model_len > llm.models.max_context:
+        raise SeedtreeError(
+            f"--max-model-len {args.max_model_len} exceeds the model's "
+            f"{llm.models.max_context}-token context: give at most that"
+        )
+    config = ServerConfig(
+        model=args.served_model_name or llm.models.name,
+        method=args.method,
+        spec=spec,
+        api_key=args.api_key,
+        max_queued=args.max_queued,
+        max_model_len=args.max_model_len,
+        drain_s=args.drain,
+    )
+    serve(llm, config, args.host, args.port)
+    return 0
+
+
 COMMANDS = {
+    "serve": cmd_serve,
     "bench": cmd_bench,
     "solve": cmd_solve,
     "run": cmd_run,

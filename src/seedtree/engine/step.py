@@ -19,6 +19,7 @@ at a time (max_running 1) on the same code.
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -86,8 +87,11 @@ class StepEngine:
         self.trace = trace or Trace(method=self.method.name)
         self.waiting: deque[Branch] = deque()
         self.running: list[Branch] = []
+        # requests in flight (a finished request is forgotten once its last output is out, so a
+        # long-lived engine, e.g. the server's, holds no memory for requests it has served)
         self.ids: dict[Hashable, Branch] = {}
         self.request_of: dict[int, Hashable] = {}
+        self._indices = itertools.count()
         self.aborted: list[Branch] = []
         self.rounds = 0
 
@@ -98,7 +102,7 @@ class StepEngine:
         check_prompt(self.pair, prompt_ids)
         if self.method.draft == "tree":
             check_tree_fits(self.pair, prompt_ids, self.spec)
-        index = len(self.request_of)
+        index = next(self._indices)
         branch = Branch(
             index, self.pair, Request(list(prompt_ids), params), self.spec, self.shape,
             self.method.name,
@@ -198,7 +202,9 @@ class StepEngine:
         return RequestOutput(rid, b.index, generated[before:], list(generated), False)
 
     def _finished(self, b: Branch, before: int | None = None) -> RequestOutput:
+        """A request's last output (made once per request); the engine forgets it here."""
         result = b.result()
-        rid, ids = self.request_of[b.index], result.token_ids
+        rid, ids = self.request_of.pop(b.index), result.token_ids
+        del self.ids[rid]
         new = [] if before is None else ids[before:]
         return RequestOutput(rid, b.index, new, list(ids), True, result)

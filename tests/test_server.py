@@ -1,0 +1,386 @@
+"""`seedtree serve` on tiny float64 models: the real server (uvicorn on a free loopback port, in
+a thread) driven by the official `openai` client (sync, async, streaming) and by raw HTTP
+(httpx) for the error cases. At T=0 (and at T>0 with a seed, coupled sampling) every response
+equals the in-process `LLM.generate` output; errors come in the OpenAI shape and leave the
+server serving; a client that goes away has its request aborted."""
+
+import asyncio
+import resource
+import signal
+import threading
+import time
+
+import pytest
+from conftest import DEVICE
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+httpx = pytest.importorskip("httpx")
+openai = pytest.importorskip("openai")
+
+from seedtree.decoding import SamplingParams  # noqa: E402
+from seedtree.llm import LLM  # noqa: E402
+from seedtree.models.tiny import tiny_pair  # noqa: E402
+from seedtree.server import ServerConfig  # noqa: E402
+from seedtree.server.run import build_server  # noqa: E402
+
+MODEL = "tiny"
+PROMPTS = ["q: 2+3=? a:", "the cat sat on", "list: 1, 2, 3,", "hello world. ", "x = 7 * 6"]
+WAIT_S = 60  # any single wait in these tests
+
+
+class Running:
+    """A server on a free loopback port (uvicorn in a thread); `stop()` as on SIGTERM."""
+
+    def __init__(self, llm: LLM, config: ServerConfig) -> None:
+        self.server = build_server(llm, config, "127.0.0.1", 0, log_level="warning")
+        self.loop = self.server.engine_loop
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + WAIT_S
+        while not self.server.started:
+            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
+            time.sleep(0.01)
+        port = self.server.servers[0].sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+
+    def client(self, **kw) -> "openai.OpenAI":
+        kw.setdefault("api_key", "none")
+        return openai.OpenAI(base_url=self.url + "/v1", max_retries=0, timeout=WAIT_S, **kw)
+
+    def async_client(self) -> "openai.AsyncOpenAI":
+        return openai.AsyncOpenAI(
+            base_url=self.url + "/v1", api_key="none", max_retries=0, timeout=WAIT_S
+        )
+
+    def stop(self) -> None:
+        self.server.handle_exit(signal.SIGTERM, None)
+        self.thread.join(timeout=WAIT_S)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture(scope="module")
+def llm():
+    return LLM(models=tiny_pair(seed=0, context=2048, device=DEVICE))
+
+
+@pytest.fixture(scope="module")
+def server(llm):
+    running = Running(llm, ServerConfig(model=MODEL, max_queued=64, drain_s=5))
+    yield running
+    running.stop()
+
+
+def offline(llm, prompts, **kw):
+    """In-process results of the server's method, for comparison."""
+    kw.setdefault("temperature", 0.0)
+    return llm.generate(prompts, SamplingParams(**kw), method="seed-batched")
+
+
+def wait_until(condition, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def assert_serving(server) -> None:
+    r = server.client().completions.create(model=MODEL, prompt="ok", max_tokens=2, temperature=0)
+    assert len(r.choices) == 1
+
+
+# -- answers -------------------------------------------------------------------------------------
+def test_models_and_health(server):
+    models = server.client().models.list()
+    assert [m.id for m in models.data] == [MODEL]
+    assert httpx.get(server.url + "/health").status_code == 200
+
+
+def test_completions_at_t0_equal_the_offline_outputs(server, llm):
+    client = server.client()
+    for prompt in PROMPTS:
+        [ref] = offline(llm, prompt, max_new_tokens=24)
+        r = client.completions.create(model=MODEL, prompt=prompt, max_tokens=24, temperature=0)
+        [c] = r.choices
+        assert c.text == ref.text and c.finish_reason == ref.finish_reason, prompt
+        assert r.usage.prompt_tokens == len(llm.encode(prompt))
+        assert r.usage.completion_tokens == len(ref.token_ids)
+        assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+        spec = c.model_extra["speculative"]
+        assert 0 <= spec["accepted"] <= spec["drafted"] and spec["rounds"] >= 1
+        assert spec["target_forwards"] >= 1
+
+
+def test_chat_at_t0_equals_the_offline_output(server, llm):
+    messages = [{"role": "system", "content": "be brief."}, {"role": "user", "content": "2+3?"}]
+    # the tiny tokenizer has no chat template: the server reads `role: content` lines
+    prompt = "system: be brief.\nuser: 2+3?\nassistant:"
+    [ref] = offline(llm, prompt, max_new_tokens=20)
+    r = server.client().chat.completions.create(
+        model=MODEL, messages=messages, max_completion_tokens=20, temperature=0
+    )
+    [c] = r.choices
+    assert c.message.role == "assistant" and c.message.content == ref.text
+    assert c.finish_reason == ref.finish_reason
+    assert r.usage.prompt_tokens == len(llm.encode(prompt))
+
+
+def test_n_choices_per_prompt_equal_the_offline_samples(server, llm):
+    """Two prompts x n=3 at T=0.8 with a seed: choice i = prompt i // 3, sample i % 3, each the
+    sample `LLM.generate` draws for it (coupled sampling, hashed seeds per sample)."""
+    prompts = PROMPTS[:2]
+    refs = offline(llm, prompts, temperature=0.8, seed=5, n=3, max_new_tokens=16)
+    r = server.client().completions.create(
+        model=MODEL, prompt=prompts, n=3, temperature=0.8, seed=5, max_tokens=16
+    )
+    assert [c.index for c in r.choices] == list(range(6))
+    assert [c.text for c in r.choices] == [ref.text for ref in refs]
+    assert r.usage.prompt_tokens == sum(len(llm.encode(p)) for p in prompts)
+    assert r.usage.completion_tokens == sum(len(ref.token_ids) for ref in refs)
+
+
+def test_stop_and_max_tokens_end_choices_with_the_right_reason(server, llm):
+    client = server.client()
+    [ref] = offline(llm, PROMPTS[1], max_new_tokens=40, ignore_eos=True)
+    stop = ref.text[6:8]
+    assert len(stop) == 2, ref.text
+    cut = ref.text[: ref.text.find(stop)]
+    r = client.completions.create(
+        model=MODEL, prompt=PROMPTS[1], max_tokens=40, temperature=0, stop=[stop, "@@"],
+        extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    assert r.choices[0].text == cut and r.choices[0].finish_reason == "stop"
+    r = client.completions.create(
+        model=MODEL, prompt=PROMPTS[1], max_tokens=5, temperature=0,
+        extra_body={"ignore_eos": True},
+    )  # fmt: skip
+    assert r.choices[0].finish_reason == "length" and r.usage.completion_tokens == 5
+
+
+def test_streams_add_up_to_the_whole_answer(server, llm):
+    client = server.client()
+    [ref] = offline(llm, PROMPTS[0], max_new_tokens=30, stop=("=",), ignore_eos=True)
+    chunks = list(
+        client.completions.create(
+            model=MODEL, prompt=PROMPTS[0], max_tokens=30, temperature=0, stop="=", stream=True,
+            stream_options={"include_usage": True}, extra_body={"ignore_eos": True},
+        )
+    )  # fmt: skip
+    texts = [c.choices[0].text for c in chunks if c.choices]
+    assert "".join(texts) == ref.text
+    reasons = [c.choices[0].finish_reason for c in chunks if c.choices]
+    assert reasons[-1] == ref.finish_reason and all(r is None for r in reasons[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == len(ref.token_ids)
+
+
+def test_chat_stream_opens_with_the_role(server, llm):
+    [ref] = offline(llm, "user: hi\nassistant:", max_new_tokens=16)
+    stream = server.client().chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "hi"}], max_tokens=16, temperature=0,
+        stream=True,
+    )  # fmt: skip
+    chunks = list(stream)
+    assert chunks[0].choices[0].delta.role == "assistant"
+    content = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert content == ref.text
+    assert chunks[-1].choices[0].finish_reason == ref.finish_reason
+
+
+def test_async_concurrent_requests_equal_the_offline_outputs(server, llm):
+    refs = [offline(llm, p, max_new_tokens=20)[0].text for p in PROMPTS]
+
+    async def main():
+        client = server.async_client()
+        calls = [
+            client.completions.create(model=MODEL, prompt=p, max_tokens=20, temperature=0)
+            for p in PROMPTS
+        ]
+        return await asyncio.wait_for(asyncio.gather(*calls), WAIT_S)
+
+    answers = asyncio.run(main())
+    assert [a.choices[0].text for a in answers] == refs
+
+
+# -- errors ----------------------------------------------------------------------------------------
+GOOD = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+ERRORS = [  # (path, body, status, param)
+    ("/v1/completions", b"{not json", 400, None),
+    ("/v1/completions", b"[1, 2]", 400, None),
+    ("/v1/completions", GOOD | {"model": "gpt-4"}, 404, "model"),
+    ("/v1/completions", {"prompt": "hi"}, 400, "model"),
+    ("/v1/completions", {"model": MODEL}, 400, "prompt"),
+    ("/v1/completions", GOOD | {"frobnicate": 1}, 400, "frobnicate"),
+    ("/v1/completions", GOOD | {"gamma": 3}, 400, "gamma"),
+    ("/v1/completions", GOOD | {"method": "ar"}, 400, "method"),
+    ("/v1/completions", GOOD | {"logprobs": 2}, 400, "logprobs"),
+    ("/v1/completions", GOOD | {"echo": True}, 400, "echo"),
+    ("/v1/completions", GOOD | {"presence_penalty": 0.5}, 400, "presence_penalty"),
+    ("/v1/completions", GOOD | {"n": 0}, 400, "n"),
+    ("/v1/completions", GOOD | {"n": 100_000}, 400, "n"),
+    ("/v1/completions", GOOD | {"n": "3"}, 400, "n"),
+    ("/v1/completions", GOOD | {"max_tokens": 0}, 400, "max_tokens"),
+    ("/v1/completions", GOOD | {"max_tokens": 5000}, 400, "max_tokens"),
+    ("/v1/completions", GOOD | {"prompt": "a" * 3000}, 400, "prompt"),
+    ("/v1/completions", GOOD | {"prompt": ""}, 400, "prompt"),
+    ("/v1/completions", GOOD | {"prompt": [[5, 10**6]]}, 400, "prompt"),
+    ("/v1/completions", GOOD | {"temperature": -1}, 400, "temperature"),
+    ("/v1/completions", GOOD | {"top_p": 0}, 400, "top_p"),
+    ("/v1/completions", GOOD | {"seed": -1}, 400, "seed"),
+    ("/v1/completions", GOOD | {"stop": ["a", "b", "c", "d", "e"]}, 400, "stop"),
+    ("/v1/completions", GOOD | {"sampling": "magic"}, 400, "sampling"),
+    ("/v1/completions", GOOD | {"stream_options": {"include_usage": True}}, 400, "stream_options"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400, "messages"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"content": "x"}]}, 400,
+     "messages[0].role"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+     "logprobs": True}, 400, "logprobs"),
+    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
+     "max_completion_tokens": 5000}, 400, "max_completion_tokens"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("path, body, status, param", ERRORS)
+def test_errors_come_in_the_openai_shape_and_the_server_goes_on(server, path, body, status, param):
+    if isinstance(body, bytes):
+        r = httpx.post(server.url + path, content=body, timeout=WAIT_S)
+    else:
+        r = httpx.post(server.url + path, json=body, timeout=WAIT_S)
+    assert r.status_code == status, r.text
+    error = r.json()["error"]
+    assert set(error) == {"message", "type", "param", "code"}
+    assert error["param"] == param and error["message"] and "\n" not in error["message"]
+    if param:  # the message names the field too
+        assert param.split(".")[-1].split("[")[0] in error["message"]
+    assert_serving(server)
+
+
+def test_unknown_route_is_a_404_in_the_openai_shape(server):
+    r = httpx.get(server.url + "/v1/nothing")
+    assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
+
+
+def test_api_key(llm):
+    running = Running(llm, ServerConfig(model=MODEL, api_key="sekret", drain_s=5))
+    try:
+        url = running.url + "/v1/models"
+        assert httpx.get(url).status_code == 401
+        r = httpx.get(url, headers={"Authorization": "Bearer wrong"})
+        assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+        assert httpx.get(url, headers={"Authorization": "Bearer sekret"}).status_code == 200
+        assert httpx.get(running.url + "/health").status_code == 200  # open to probes
+        with pytest.raises(openai.AuthenticationError):
+            running.client(api_key="wrong").models.list()
+        r = running.client(api_key="sekret").completions.create(
+            model=MODEL, prompt="hi", max_tokens=3, temperature=0
+        )
+        assert len(r.choices) == 1
+    finally:
+        running.stop()
+
+
+def test_a_full_queue_answers_429_with_retry_after(llm):
+    running = Running(llm, ServerConfig(model=MODEL, max_running=1, max_queued=0, drain_s=5))
+    long = GOOD | {"max_tokens": 1500, "ignore_eos": True, "stream": True}
+    try:
+        with httpx.stream("POST", running.url + "/v1/completions", json=long, timeout=WAIT_S) as s:
+            assert s.status_code == 200
+            next(s.iter_lines())  # the long request holds the one slot
+            r = httpx.post(running.url + "/v1/completions", json=GOOD, timeout=WAIT_S)
+            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.json()["error"]["code"] == "queue_full"
+            r = httpx.post(running.url + "/v1/completions", json=GOOD | {"n": 2})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "n"  # never fits
+        wait_until(lambda: running.loop.pending == 0, "the aborted stream to leave")
+        assert httpx.post(running.url + "/v1/completions", json=GOOD).status_code == 200
+    finally:
+        running.stop()
+
+
+# -- clients that go away -------------------------------------------------------------------------
+def test_a_client_that_disconnects_mid_stream_is_aborted(server):
+    loop = server.loop
+    before = loop.stats.finished["cancelled"]
+    long = GOOD | {"max_tokens": 1500, "ignore_eos": True, "stream": True}
+    with httpx.stream("POST", server.url + "/v1/completions", json=long, timeout=WAIT_S) as s:
+        lines = s.iter_lines()
+        next(lines)
+        next(lines)  # decoding has begun; now the client goes away
+    wait_until(lambda: loop.stats.finished["cancelled"] == before + 1, "the abort")
+    wait_until(lambda: loop.pending == 0 and loop.running == 0, "the engine to empty")
+    metrics = httpx.get(server.url + "/metrics").text
+    assert 'seedtree_choices_finished_total{reason="cancelled"}' in metrics
+    assert_serving(server)
+
+
+def test_a_client_that_gives_up_on_a_whole_answer_is_aborted(server):
+    loop = server.loop
+    before = loop.stats.finished["cancelled"]
+    long = GOOD | {"max_tokens": 1500, "ignore_eos": True}
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(server.url + "/v1/completions", json=long, timeout=0.3)
+    wait_until(lambda: loop.stats.finished["cancelled"] == before + 1, "the abort")
+    wait_until(lambda: loop.pending == 0, "the engine to empty")
+    assert_serving(server)
+
+
+def test_metrics(server):
+    assert_serving(server)
+    text = httpx.get(server.url + "/metrics").text
+    for name in (
+        "seedtree_queue_depth", "seedtree_running_branches", "seedtree_tokens_per_second",
+        "seedtree_acceptance_rate", "seedtree_prefix_cache_hit_rate",
+        "seedtree_generation_tokens_total",
+    ):  # fmt: skip
+        assert name in text, name
+    generated = [line for line in text.splitlines() if line.startswith("seedtree_generation_tok")]
+    assert float(generated[0].split()[-1]) > 0
+
+
+# -- load and shutdown ----------------------------------------------------------------------------
+def test_load_every_request_answered_once_and_equal_offline(server, llm):
+    """32 requests from 8 concurrent clients: all answered, once, equal to the offline outputs;
+    requests that arrive while others decode share verification rounds (continuous batching)."""
+    prompts = [f"{p} {i}" for i in range(8) for p in PROMPTS[:4]]
+    refs = offline(llm, prompts, max_new_tokens=24)
+    answers: dict[int, str] = {}
+    seen = len(server.loop.engine.trace.intervals)
+
+    async def client_task(client, todo: list[int]):
+        for i in todo:
+            r = await client.completions.create(
+                model=MODEL, prompt=prompts[i], max_tokens=24, temperature=0, user=str(i)
+            )
+            assert i not in answers
+            answers[i] = r.choices[0].text
+
+    async def main():
+        client = server.async_client()
+        tasks = [client_task(client, list(range(k, len(prompts), 8))) for k in range(8)]
+        await asyncio.wait_for(asyncio.gather(*tasks), 4 * WAIT_S)
+
+    start = time.perf_counter()
+    asyncio.run(main())
+    wall = time.perf_counter() - start
+    assert sorted(answers) == list(range(len(prompts)))
+    assert [answers[i] for i in range(len(prompts))] == [r.text for r in refs]
+    verifies = [i for i in server.loop.engine.trace.intervals[seen:] if i.kind == "verify"]
+    widest = max(len(v.branches) for v in verifies)
+    assert widest > 1  # concurrent requests were verified together
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"load: {len(prompts)} requests in {wall:.1f} s, peak RSS {peak:.0f} MB")
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits(llm):
+    running = Running(llm, ServerConfig(model=MODEL, drain_s=30))
+    body = GOOD | {"max_tokens": 200, "ignore_eos": True, "stream": True}
+    lines: list[str] = []
+    with httpx.stream("POST", running.url + "/v1/completions", json=body, timeout=WAIT_S) as s:
+        it = s.iter_lines()
+        lines.append(next(it))
+        running.server.handle_exit(signal.SIGTERM, None)  # as `kill -TERM` does
+        assert not running.loop.admitting
+        lines += list(it)
+    assert [line for line in lines if line][-1] == "data: [DONE]"
+    assert any('"finish_reason": "length"' in line for line in lines)
+    running.thread.join(timeout=WAIT_S)
+    assert not running.thread.is_alive() and running.loop.pending == 0
