@@ -278,7 +278,22 @@ def test_api_key(llm):
         running.stop()
 
 
-def test_a_full_queue_answers_429_with_retry_after(llm):
+@pytest.fixture
+def slow_steps(monkeypatch):
+    """Each engine step takes 20 ms longer, so a 1500-token request is still decoding (for
+    seconds) when the test acts: tiny models alone decode it in well under a second."""
+    from seedtree.engine.step import StepEngine
+
+    step = StepEngine.step
+
+    def slow(self):
+        time.sleep(0.02)
+        return step(self)
+
+    monkeypatch.setattr(StepEngine, "step", slow)
+
+
+def test_a_full_queue_answers_429_with_retry_after(llm, slow_steps):
     running = Running(llm, ServerConfig(model=MODEL, max_running=1, max_queued=0, drain_s=5))
     long = GOOD | {"max_tokens": 1500, "ignore_eos": True, "stream": True}
     try:
@@ -297,7 +312,7 @@ def test_a_full_queue_answers_429_with_retry_after(llm):
 
 
 # -- clients that go away -------------------------------------------------------------------------
-def test_a_client_that_disconnects_mid_stream_is_aborted(server):
+def test_a_client_that_disconnects_mid_stream_is_aborted(server, slow_steps):
     loop = server.loop
     before = loop.stats.finished["cancelled"]
     long = GOOD | {"max_tokens": 1500, "ignore_eos": True, "stream": True}
@@ -312,7 +327,7 @@ def test_a_client_that_disconnects_mid_stream_is_aborted(server):
     assert_serving(server)
 
 
-def test_a_client_that_gives_up_on_a_whole_answer_is_aborted(server):
+def test_a_client_that_gives_up_on_a_whole_answer_is_aborted(server, slow_steps):
     loop = server.loop
     before = loop.stats.finished["cancelled"]
     long = GOOD | {"max_tokens": 1500, "ignore_eos": True}
