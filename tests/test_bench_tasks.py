@@ -116,3 +116,22 @@ def test_bench_takes_sampling_and_data(tmp_path):
     assert not report["agreement"] and "T=0.8 (speculative, seed 3)" in markdown_table(report)
     with pytest.raises(SeedtreeError, match="no gsm8k problems from index 2"):
         run_task_bench(tiny_pair(seed=0, context=4096), replace(cfg, start=2), progress=False)
+
+
+def test_a_method_with_and_without_lookup_in_one_pass():
+    """`seed-batched+lookup6` is seed-batched with lookup drafting: both rows in one pass, the
+    same trees as ar, the lookup row with candidates accepted from lookup."""
+    cfg = TaskBenchConfig(
+        task="gsm8k",
+        limit=1,
+        methods=("ar", "seed-batched", "seed-batched+lookup6"),
+        search=SearchConfig(k=2, b=1, depth=1),
+        max_new_tokens=8,
+        dtype="float64",
+        draft_dtype="float64",
+    )
+    report = run_task_bench(tiny_pair(seed=0, context=4096), cfg, progress=False)
+    rows = report["median"]
+    assert rows["seed-batched"]["accepted_lookup"] == 0
+    assert rows["seed-batched+lookup6"]["accepted_lookup"] > 0
+    assert report["agreement"]["seed-batched+lookup6"]["verdict"] == "yes"

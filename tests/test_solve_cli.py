@@ -109,6 +109,7 @@ def test_ctrl_c_keeps_finished_problems(tmp_path):
         (["run", "--out", "x", "--start", "5000"], "--start 5000 is out of range"),
         (["bench", "--start", "5000"], "--start 5000 is out of range"),
         (["bench", "--methods", "ar fast"], "unknown method 'fast' in --methods"),
+        (["bench", "--methods", "ar sd+lookahead"], "write METHOD+lookupL"),
         (["bench", "--data", "/nonexistent.jsonl"], "does not exist"),
         (["bench", "--repeat", "0"], "--repeat must be >= 1"),
     ],

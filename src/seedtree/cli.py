@@ -724,19 +724,22 @@ def cmd_run(args) -> int:
 
 
 def cmd_bench(args) -> int:
-    from seedtree.bench.tasks import TaskBenchConfig, markdown_table, run_task_bench
+    from seedtree.bench.tasks import (
+        TaskBenchConfig,
+        markdown_table,
+        parse_variant,
+        run_task_bench,
+    )
     from seedtree.search.engine import SEARCH_METHODS
     from seedtree.tasks import get_task
 
     task = get_task(args.task)
     search, engine, spec = _tree_configs(args)
     methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS
-    unknown = [m for m in methods if m not in SEARCH_METHODS]
-    if unknown or not methods:
-        raise SeedtreeError(
-            f"unknown method '{unknown[0] if unknown else ''}' in --methods: "
-            f"choose from {', '.join(SEARCH_METHODS)}"
-        )
+    if not methods:
+        raise SeedtreeError(f"--methods is empty: choose from {', '.join(SEARCH_METHODS)}")
+    for name in methods:  # before the models load
+        parse_variant(name, spec)
     if args.limit < 1 or args.repeat < 1 or args.start < 0:
         raise SeedtreeError("--limit and --repeat must be >= 1 and --start >= 0")
     n_problems = len(task.load(args.data))  # checks --data before models load

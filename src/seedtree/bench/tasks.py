@@ -212,6 +212,22 @@ def machine() -> dict:
     }
 
 
+def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
+    """A `--methods` entry: a registered method, or METHOD+lookupL (the method with lookup
+    drafting of up to L tokens, e.g. `seed-batched+lookup8`), so one pass can time a method with
+    and without it."""
+    method, plus, extra = name.partition("+")
+    if method not in SEARCH_METHODS:
+        raise SeedtreeError(
+            f"unknown method '{method}' in --methods: choose from {', '.join(SEARCH_METHODS)}"
+        )
+    if not plus:
+        return method, spec
+    if not (extra.startswith("lookup") and extra[6:].isdigit()):
+        raise SeedtreeError(f"bad method '{name}': write METHOD+lookupL, e.g. seed-batched+lookup8")
+    return method, replace(spec, lookup=int(extra[6:]))
+
+
 def run_task_bench(
     pair: ModelPair, cfg: TaskBenchConfig, out: Path | None = None, progress: bool = True
 ) -> dict:
@@ -227,12 +243,14 @@ def run_task_bench(
     # "same tree as ar" is a promise at T=0 and with coupled sampling (the same seeds)
     exact = cfg.sampling.temperature == 0 or cfg.sampling.sampling == "coupled"
 
-    def engine(method: str, cap: int | None = cfg.max_new_tokens) -> EngineConfig:
-        return replace(cfg.sampling, method=method, max_new_tokens=cap)
+    variants = {name: parse_variant(name, spec) for name in cfg.methods}
+
+    def engine(name: str, cap: int | None = cfg.max_new_tokens) -> EngineConfig:
+        return replace(cfg.sampling, method=variants[name][0], max_new_tokens=cap)
 
     warm = SearchConfig(k=2, b=1, depth=1)
-    for method in cfg.methods:  # warm-up: one-off costs (allocator, threads, HF setup)
-        solve(pair, task, examples[0], warm, engine(method, 4), spec)
+    for name in cfg.methods:  # warm-up: one-off costs (allocator, threads, HF setup)
+        solve(pair, task, examples[0], warm, engine(name, 4), variants[name][1])
     bar = tqdm(
         total=cfg.repeat * len(cfg.methods) * len(examples),
         desc=f"bench {cfg.task}",
@@ -249,7 +267,7 @@ def run_task_bench(
                 trees[method] = []
                 for example in examples:
                     trees[method].append(
-                        solve(pair, task, example, cfg.search, engine(method), spec)
+                        solve(pair, task, example, cfg.search, engine(method), variants[method][1])
                     )
                     bar.update()
             peak[method] = rss.peak_mb
@@ -275,7 +293,7 @@ def run_task_bench(
             )
             if not same and progress:
                 tqdm.write(f"{method}: a tree is not ar's; diagnosing where they part ...")
-            scoring = scoring_of(method, cfg.gamma, cfg.k_config)
+            scoring = scoring_of(variants[method][0], cfg.gamma, cfg.k_config)
             agreements[method] = agreement(pair, method, pairs, scoring).to_dict(pair.tokenizer)
     reference = last_trees.get("ar") or next(iter(last_trees.values()))
     bound = teacher_forced_s(pair, reference)
