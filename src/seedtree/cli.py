@@ -292,7 +292,9 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
 
     p.add_argument("--data", type=Path, help="a JSONL file in the task's format (default: bundled)")
     if method:
-        p.add_argument("--method", default="seed-batched", choices=list(SEARCH_METHODS))
+        p.add_argument(
+            "--method", choices=list(SEARCH_METHODS), help="decoding method (default: seed-batched)"
+        )
     g = p.add_argument_group("sampling")
     g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy (default)")
     g.add_argument("--top-p", type=float, default=1.0)
@@ -314,7 +316,32 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     s.add_argument("--evaluation", choices=["value", "vote"], help="default: the task's")
     s.add_argument("--n-evaluate", type=int, default=1, help="value samples / votes per level")
     s.add_argument("--threshold", type=float, default=5.0, help="dfs: prune children below")
+    _add_backend_args(p)
     _add_model_args(p)
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("backend")
+    g.add_argument(
+        "--backend",
+        default="local",
+        choices=["local", "openai"],
+        help="local: load the models here (default); openai: send every call to an "
+        "OpenAI-compatible server (--base-url, --model), concurrently per level",
+    )
+    g.add_argument("--base-url", help="openai: the server, e.g. http://127.0.0.1:8000/v1")
+    g.add_argument("--model", help="openai: the served model's name")
+    g.add_argument("--api-key", help="openai: the server's key (default: $OPENAI_API_KEY)")
+    g.add_argument(
+        "--chat",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="openai: send prompts as one user message to chat completions, or as text to "
+        "completions (default: what seedtree serve says of its model, as in-process; else chat)",
+    )
+    g.add_argument(
+        "--max-concurrency", type=int, default=16, help="openai: requests in flight at most"
+    )
 
 
 def _sampling(args) -> tuple:
@@ -608,7 +635,7 @@ def _tree_configs(args) -> tuple:
         threshold=args.threshold,
     )
     engine = EngineConfig(
-        method=getattr(args, "method", "seed-batched"),
+        method=getattr(args, "method", None) or "seed-batched",
         temperature=args.temperature,
         top_p=args.top_p,
         seed=args.seed,
@@ -624,6 +651,40 @@ def _tree_configs(args) -> tuple:
     return search, engine, spec
 
 
+def _endpoint(args):
+    """`--backend openai`'s endpoint, checked (reachable, key, model) and its chat mode settled;
+    None for local models. Options of the other backend are one-line errors."""
+    from seedtree.search.remote import Endpoint, connect
+
+    remote = {"--base-url": args.base_url, "--model": args.model, "--api-key": args.api_key}
+    remote["--chat/--no-chat"] = args.chat
+    if args.backend == "local":
+        given = [name for name, value in remote.items() if value is not None]
+        if given:
+            them = "it" if len(given) == 1 else "them"
+            raise SeedtreeError(
+                f"{', '.join(given)}: only for --backend openai: add that, or drop {them}"
+            )
+        return None
+    if not args.base_url:
+        raise SeedtreeError(
+            "--backend openai needs --base-url URL: the server's address, e.g. "
+            "http://127.0.0.1:8000/v1"
+        )
+    local = {"--pair": args.pair, "--draft": args.draft, "--target": args.target}
+    local["--method"] = getattr(args, "method", None)
+    given = [name for name, value in local.items() if value is not None]
+    if given:
+        them = "it" if len(given) == 1 else "them"
+        raise SeedtreeError(
+            f"{', '.join(given)}: not with --backend openai, which runs on the server's model "
+            f"and method: drop {them}, or use --backend local"
+        )
+    key = args.api_key or os.environ.get("OPENAI_API_KEY") or None
+    endpoint = Endpoint(args.base_url, args.model or "", key, args.chat, args.max_concurrency)
+    return connect(endpoint)
+
+
 def cmd_solve(args) -> int:
     from seedtree.report import write_report
     from seedtree.report.text import format_tree
@@ -633,20 +694,23 @@ def cmd_solve(args) -> int:
     task = get_task(args.task)
     search, engine, spec = _tree_configs(args)
     if args.compare is not None:
+        if args.backend != "local":
+            raise SeedtreeError(
+                "--compare builds trees with local models: drop it with --backend openai"
+            )
         engine = _compared_engine(args.compare, engine)
     example = task.get(args.index, args.data)
-    llm = _llm(args)
-    tree = solve(
-        llm.models, task, example, search, engine, spec, progress=progress_printer(engine.method)
-    )
+    endpoint = _endpoint(args)
+    pair = None if endpoint is not None else _llm(args).models
+    label = "openai" if endpoint is not None else engine.method
+    progress = progress_printer(label)
+    tree = solve(pair, task, example, search, engine, spec, progress=progress, endpoint=endpoint)
     print(format_tree(tree))
     verdict = None
     if args.compare is not None:
         ar_engine = replace(engine, method="ar")
-        ar = solve(
-            llm.models, task, example, search, ar_engine, spec, progress=progress_printer("ar")
-        )
-        verdict = _print_agreement(llm.models, engine.method, ar, tree, spec)
+        ar = solve(pair, task, example, search, ar_engine, spec, progress=progress_printer("ar"))
+        verdict = _print_agreement(pair, engine.method, ar, tree, spec)
         print(f"ar: {ar.wall_s:.1f} s   {engine.method}: {tree.wall_s:.1f} s")
         ar.save(args.out / "tree_ar.json")
     tree.save(args.out / "tree.json")
@@ -694,7 +758,12 @@ def cmd_run(args) -> int:
         )
     examples = examples[args.start : args.start + args.limit]
     data = str(args.data.resolve()) if args.data else None
-    settings = run_settings(task.name, _model_label(args), args.dtype, engine, search, spec, data)
+    endpoint = _endpoint(args)
+    if endpoint is None:
+        label, dtype = _model_label(args), args.dtype
+    else:
+        label, dtype = endpoint.model, None
+    settings = run_settings(task.name, label, dtype, engine, search, spec, data, endpoint)
     on_tree = None
     if args.trees:
 
@@ -704,9 +773,9 @@ def cmd_run(args) -> int:
     # the folder is locked and checked (busy, finished records without --resume, other
     # settings) before the models load, and stays locked to the end
     with open_run(args.out, settings, args.resume, args.allow_mixed) as folder:
-        llm = _llm(args)
+        pair = None if endpoint is not None else _llm(args).models
         summary = run_in_folder(
-            llm.models, task, examples, folder, search, engine, spec, on_tree=on_tree
+            pair, task, examples, folder, search, engine, spec, on_tree=on_tree, endpoint=endpoint
         )
     print(
         f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "
@@ -733,6 +802,13 @@ def cmd_bench(args) -> int:
     from seedtree.search.engine import SEARCH_METHODS
     from seedtree.tasks import get_task
 
+    if args.backend != "local":
+        raise SeedtreeError(
+            "seedtree bench times local methods against each other and does not run on "
+            "--backend openai: time an endpoint with seedtree run --backend openai (its summary "
+            "has the wall time and tokens/s)"
+        )
+    _endpoint(args)  # --base-url and friends without --backend openai: an error
     task = get_task(args.task)
     search, engine, spec = _tree_configs(args)
     methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS

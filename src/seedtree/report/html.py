@@ -82,7 +82,8 @@ function show(node, lab) {
   add('State', node.state);
   add('Generation stats', JSON.stringify(node.stats, null, 1));
 }
-const COLORS = {prefill: '#9e9e9e', draft: '#4c72b0', verify: '#dd8452', decode: '#dd8452'};
+const COLORS = {prefill: '#9e9e9e', draft: '#4c72b0', verify: '#dd8452', decode: '#dd8452',
+  request: '#55a868'};
 function timeline(call, idx) {
   const iv = call.trace.intervals; const wall = Math.max(call.trace.wall_s, 1e-9);
   const rows = Math.max(call.requests, 1); const W = 560, H = 16 * rows + 24, X0 = 40;
@@ -108,8 +109,8 @@ function timeline(call, idx) {
   const h = document.createElement('h2');
   h.textContent = '#' + idx + ' ' + call.phase + (call.level >= 0 ? ' level ' + call.level : '') +
     ': ' + call.requests + ' requests, ' + call.new_tokens + ' tokens, ' +
-    call.wall_s.toFixed(2) + ' s, target busy ' +
-    (100 * call.trace.target_busy_fraction).toFixed(0) + '%';
+    call.wall_s.toFixed(2) + ' s' + (call.trace.method === 'openai' ? ' (endpoint requests)' :
+    ', target busy ' + (100 * call.trace.target_busy_fraction).toFixed(0) + '%');
   box.append(h, svg); return box;
 }
 document.getElementById('tree').append(renderNode(T.nodes[0]));

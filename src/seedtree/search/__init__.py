@@ -3,6 +3,9 @@
 from seedtree.search import SearchConfig, EngineConfig, solve
 tree = solve(pair, get_task("gsm8k"), example, SearchConfig(k=3, b=1, depth=2),
              EngineConfig(method="seed-batched"))
+# the same search on an OpenAI-compatible server (no local models):
+tree = solve(None, task, example, search, EngineConfig(temperature=0.7, seed=1),
+             endpoint=Endpoint("http://127.0.0.1:8000/v1", "qwen2.5-coder"))
 """
 
 from __future__ import annotations
@@ -20,12 +23,13 @@ from seedtree.search.bfs import bfs
 from seedtree.search.config import ALGORITHMS, SearchConfig
 from seedtree.search.dfs import dfs
 from seedtree.search.engine import Engine, EngineConfig
+from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call, Node, Tree
 from seedtree.tasks.base import Task
 
 
 def solve(
-    pair: ModelPair,
+    pair: ModelPair | None,
     task: Task,
     example: Any,
     search: SearchConfig | None = None,
@@ -33,20 +37,26 @@ def solve(
     spec: SpecConfig | None = None,
     prefix_cache: PrefixCache | None = None,
     progress: Callable[[Call], None] | None = None,
+    endpoint: Endpoint | None = None,
 ) -> Tree:
     """Build the reasoning tree of one example and score its answer. `prefix_cache`: KV of
     prompt prefixes to share with other trees (few-shot examples); a fresh one when None.
-    `progress(call)`: told as each engine call ends (see `progress_printer`)."""
+    `progress(call)`: told as each engine call ends (see `progress_printer`).
+    `endpoint`: build it through an OpenAI-compatible server instead (`pair` None); the tree's
+    method is then "openai" and its config records the endpoint (`search.remote`)."""
     search = search or SearchConfig()
     engine_config = engine or EngineConfig()
-    run = Engine(pair, engine_config, spec, prefix_cache, progress)
+    run = Engine(pair, engine_config, spec, prefix_cache, progress, endpoint)
     depth = search.depth or task.depth(example)
+    config = {"search": asdict(search) | {"depth": depth}, "engine": asdict(engine_config)}
+    if run.endpoint is not None:
+        config["endpoint"] = run.endpoint.settings() | {"model": run.endpoint.model}
     tree = Tree(
         task=task.name,
         example_id=str(example.id),
         question=task.question(example),
-        method=engine_config.method,
-        config={"search": asdict(search) | {"depth": depth}, "engine": asdict(engine_config)},
+        method=run.method,
+        config=config,
         calls=run.calls,
     )
     start = time.perf_counter()
@@ -82,6 +92,7 @@ def progress_printer(label: str = "", stream=None) -> Callable[[Call], None]:
 __all__ = [
     "ALGORITHMS",
     "Call",
+    "Endpoint",
     "EngineConfig",
     "Node",
     "SearchConfig",

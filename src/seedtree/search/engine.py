@@ -1,4 +1,7 @@
-"""The search's one door to the models: a batch of prompts -> `generate_many(method)` -> texts.
+"""The search's one door to the models: a batch of prompts -> `generate_many(method)` -> texts,
+or, with an `Endpoint` instead of a model pair, concurrent requests to an OpenAI-compatible
+server (`search.remote`): the same seeds, prompts and budgets, so the same tree where the server
+samples as we do.
 
 The search hands over a whole level at once (all thought generations, then all evaluations), so
 the scheduler sees every branch of the level. The method is a name; the search never knows which.
@@ -24,7 +27,10 @@ from seedtree.engine import (
     generate_many,
     get_method,
 )
+from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
+from seedtree.search import remote
+from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call
 from seedtree.tasks.base import Prompt
 
@@ -61,23 +67,38 @@ class EngineConfig:
 class Engine:
     def __init__(
         self,
-        pair: ModelPair,
+        pair: ModelPair | None,
         config: EngineConfig,
         spec: SpecConfig | None = None,
         prefix_cache: PrefixCache | None = None,
         progress: Callable[[Call], None] | None = None,
+        endpoint: Endpoint | None = None,
     ):
-        """`progress(call)`: told after every engine call (a level's generation, evaluation)."""
+        """`progress(call)`: told after every engine call (a level's generation, evaluation).
+        Exactly one of `pair` (local models) and `endpoint` (an OpenAI-compatible server; the
+        method and speculation are then the server's, `spec` and `config.method` unused)."""
         get_method(config.method)
+        if (pair is None) == (endpoint is None):
+            raise SeedtreeError(
+                "the search needs either a model pair or an OpenAI endpoint: pass exactly one"
+            )
+        if endpoint is not None and endpoint.chat is None:
+            endpoint = remote.connect(endpoint)
         self.progress = progress
         self.pair, self.config, self.spec = pair, config, spec or SpecConfig()
-        self.chat = has_chat_template(pair)
+        self.endpoint = endpoint
+        self.chat = endpoint.chat if endpoint is not None else has_chat_template(pair)
         self.calls: list[Call] = []
         self._encoded: dict[str, list[int]] = {}
         # KV of prompt prefixes, shared by every call of the tree (and beyond, when passed in)
         self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
         # text of every call of the tree, for lookup drafting (SpecConfig.lookup > 0)
         self.lookup = LookupIndex()
+
+    @property
+    def method(self) -> str:
+        """The method trees and records name: the config's, or "openai" on an endpoint."""
+        return remote.METHOD if self.endpoint is not None else self.config.method
 
     def _params(self, prompt: Prompt, seed: int) -> SamplingParams:
         cap = self.config.max_new_tokens
@@ -103,13 +124,20 @@ class Engine:
         hash of (seed, c, i, j): the tree is a function of (seed, problem, settings), the same
         for every method (coupled sampling makes their tokens equal)."""
         call = len(self.calls)
-        requests = [
-            Request(
-                self._encode(p.text), self._params(p, derive_seed(self.config.seed, call, i, j))
-            )
+        jobs = [
+            (p.text, self._params(p, derive_seed(self.config.seed, call, i, j)))
             for i, p in enumerate(prompts)
             for j in range(n)
         ]
+        generate = self._run_local if self.endpoint is None else self._run_remote
+        results, record = generate(jobs, phase, level)
+        self.calls.append(record)
+        if self.progress is not None:
+            self.progress(record)
+        return [results[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _run_local(self, jobs, phase: str, level: int) -> tuple[list[GenerationResult], Call]:
+        requests = [Request(self._encode(text), params) for text, params in jobs]
         start = time.perf_counter()
         with count_forwards(self.pair.target) as forwards:
             run = generate_many(
@@ -122,30 +150,49 @@ class Engine:
             )
             results, trace = run.results, run.trace
         wall = time.perf_counter() - start
-        self.calls.append(
-            Call(
-                phase,
-                level,
-                len(requests),
-                sum(len(r.token_ids) for r in results),
-                wall,
-                trace.to_dict(),
-                target_forwards=forwards[0],
-                drafted=sum(r.stats.drafted for r in results),
-                accepted=sum(r.stats.accepted for r in results),
-                prompt_ids=[r.prompt_ids for r in requests],
-                output_ids=[r.token_ids for r in results],
-                rounds=sum(r.stats.rounds for r in results),
-                prompt_tokens=sum(len(r.prompt_ids) for r in requests),
-                cached_tokens=sum(r.stats.cached_tokens for r in results),
-                seeds=[r.params.seed for r in requests],
-                lookup_drafted=sum(r.stats.lookup_drafted for r in results),
-                lookup_accepted=sum(r.stats.lookup_accepted for r in results),
-            )
+        return results, Call(
+            phase,
+            level,
+            len(requests),
+            sum(len(r.token_ids) for r in results),
+            wall,
+            trace.to_dict(),
+            target_forwards=forwards[0],
+            drafted=sum(r.stats.drafted for r in results),
+            accepted=sum(r.stats.accepted for r in results),
+            prompt_ids=[r.prompt_ids for r in requests],
+            output_ids=[r.token_ids for r in results],
+            rounds=sum(r.stats.rounds for r in results),
+            prompt_tokens=sum(len(r.prompt_ids) for r in requests),
+            cached_tokens=sum(r.stats.cached_tokens for r in results),
+            seeds=[r.params.seed for r in requests],
+            lookup_drafted=sum(r.stats.lookup_drafted for r in results),
+            lookup_accepted=sum(r.stats.lookup_accepted for r in results),
         )
-        if self.progress is not None:
-            self.progress(self.calls[-1])
-        return [results[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def _run_remote(self, jobs, phase: str, level: int) -> tuple[list[GenerationResult], Call]:
+        """Every job as its own concurrent request. No token ids (no tokenizer here): counts
+        from the server's usage, speculative stats summed over the requests (our server's
+        per-choice `speculative` field; zero from other servers)."""
+        start = time.perf_counter()
+        results, trace = remote.generate(self.endpoint, jobs)
+        wall = time.perf_counter() - start
+        stats = [r.stats for r in results]
+        return results, Call(
+            phase,
+            level,
+            len(jobs),
+            sum(s.new_tokens for s in stats),
+            wall,
+            trace.to_dict(),
+            target_forwards=sum(s.target_forwards for s in stats),
+            drafted=sum(s.drafted for s in stats),
+            accepted=sum(s.accepted for s in stats),
+            rounds=sum(s.rounds for s in stats),
+            prompt_tokens=sum(s.prompt_tokens for s in stats),
+            cached_tokens=sum(s.cached_tokens for s in stats),
+            seeds=[params.seed for _, params in jobs],
+        )
 
     def ask(self, prompts: list[Prompt], n: int) -> list[list[str]]:
         """The task's `Ask`: texts only (used by `Task.finish`)."""

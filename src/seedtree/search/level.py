@@ -18,7 +18,8 @@ from seedtree.tasks.base import Task
 def _record(node: Node, key: str, results, method: str) -> None:
     node.stats["method"] = method
     node.stats[f"{key}_tokens"] = node.stats.get(f"{key}_tokens", 0) + sum(
-        len(r.token_ids) for r in results
+        len(r.token_ids) or r.stats.new_tokens
+        for r in results  # an endpoint sends no ids
     )
     node.stats[f"{key}_s"] = node.stats.get(f"{key}_s", 0.0) + max(
         (r.stats.wall_s for r in results), default=0.0
@@ -51,9 +52,7 @@ def generate(
         for j, thought in enumerate(ts):
             child = tree.add(parent, thought, task.state_text(example, (*s, thought)))
             child.terminal = task.is_terminal(example, (*s, thought))
-            _record(
-                child, "thought", rs[j : j + 1] if mode == "sample" else rs, engine.config.method
-            )
+            _record(child, "thought", rs[j : j + 1] if mode == "sample" else rs, engine.method)
             children.append(child)
     return children
 
@@ -77,7 +76,7 @@ def evaluate(
             node.unparsed = sum(v is None for v in parsed)
             value = statistics.mean(0.0 if v is None else v for v in parsed)
             node.value = task.adjust_value(example, s, value)
-            _record(node, "eval", rs, engine.config.method)
+            _record(node, "eval", rs, engine.method)
         return
     [rs] = engine.run(
         [task.vote_prompt(example, steps)], n=cfg.n_evaluate, phase="evaluate", level=level
@@ -87,7 +86,7 @@ def evaluate(
         share = 10.0 * sum(v == i for v in votes) / len(votes)  # on the 0-10 value scale
         node.value = task.adjust_value(example, s, share)
         node.value_texts = [r.text for r in rs]
-        _record(node, "eval", rs, engine.config.method)
+        _record(node, "eval", rs, engine.method)
     nodes[0].unparsed = sum(v is None for v in votes)  # counted once for the vote
 
 

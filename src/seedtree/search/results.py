@@ -6,8 +6,8 @@
   and that problem runs again. Nothing is ever glued onto a partial line.
 - One run per folder: a second one is refused with the holder's pid (`files.folder_lock`).
 - `resume` continues only a run with the same settings (task, data, model, method, sampling,
-  speculation and search); a mismatch is refused naming each differing setting, unless
-  `allow_mixed`.
+  speculation, search, and the backend: local models or an OpenAI endpoint's URL); a mismatch
+  is refused naming each differing setting, unless `allow_mixed`.
 This module knows nothing about models or how a tree is built.
 """
 
@@ -27,6 +27,7 @@ from seedtree.errors import SeedtreeError
 from seedtree.files import append_line, folder_lock, read_bytes, write_atomic
 from seedtree.search.config import SearchConfig
 from seedtree.search.engine import EngineConfig
+from seedtree.search.remote import Endpoint
 
 RESULTS, SETTINGS, SUMMARY = "results.jsonl", "run.json", "summary.json"
 NUMBER = (int, float)
@@ -50,10 +51,13 @@ def run_settings(
     search: SearchConfig,
     spec: SpecConfig | None = None,
     data: str | None = None,
+    endpoint: Endpoint | None = None,
 ) -> dict[str, Any]:
-    """The settings a resumed run must share, flat and as JSON reads them back."""
+    """The settings a resumed run must share, flat and as JSON reads them back. `backend` is
+    "local", or with `endpoint` "openai" with its URL and chat mode (`model`: the served one)."""
     settings = {"task": task, "data": data, "model": model, "dtype": dtype}
     settings |= asdict(engine) | asdict(search) | asdict(spec or SpecConfig())
+    settings |= endpoint.settings() if endpoint is not None else {"backend": "local"}
     return json.loads(json.dumps(settings))
 
 

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from seedtree.decoding import SpecConfig
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
+from seedtree.search.remote import METHOD, Endpoint, connect
 from seedtree.search.results import RunFolder, open_run, run_settings
 from seedtree.tasks.base import Task
 
@@ -76,7 +77,7 @@ def summarize(task: str, method: str, records: list[dict], interrupted=False) ->
 
 
 def run_dataset(
-    pair: ModelPair,
+    pair: ModelPair | None,
     task: Task,
     examples: list[Any],
     out: Path,
@@ -88,20 +89,30 @@ def run_dataset(
     on_tree=None,
     settings: dict | None = None,
     allow_mixed: bool = False,
+    endpoint: Endpoint | None = None,
 ) -> RunSummary:
     """Solve `examples` in order; append each record to `out/results.jsonl` as it finishes.
     Without `resume`, an existing non-empty results file is an error (nothing is overwritten);
-    with it, the run's `settings` (default: `run_settings` of these configs and `pair`) must
-    equal those the folder was started with, unless `allow_mixed`. See `search.results`."""
-    if settings is None:
+    with it, the run's `settings` (default: `run_settings` of these configs and `pair`, or of
+    `endpoint`) must equal those the folder was started with, unless `allow_mixed`. See
+    `search.results`. `endpoint`: solve on an OpenAI-compatible server (`pair` None)."""
+    if endpoint is not None and endpoint.chat is None:
+        endpoint = connect(endpoint)  # once, and recorded settled
+    if settings is None and endpoint is not None:
+        settings = run_settings(
+            task.name, endpoint.model, None, engine, search, spec, None, endpoint
+        )
+    elif settings is None:
         dtype = str(pair.dtype).removeprefix("torch.")
         settings = run_settings(task.name, pair.name, dtype, engine, search, spec)
     with open_run(out, settings, resume, allow_mixed) as folder:
-        return run_in_folder(pair, task, examples, folder, search, engine, spec, progress, on_tree)
+        return run_in_folder(
+            pair, task, examples, folder, search, engine, spec, progress, on_tree, endpoint
+        )
 
 
 def run_in_folder(
-    pair: ModelPair,
+    pair: ModelPair | None,
     task: Task,
     examples: list[Any],
     folder: RunFolder,
@@ -110,15 +121,19 @@ def run_in_folder(
     spec: SpecConfig | None = None,
     progress: bool = True,
     on_tree=None,
+    endpoint: Endpoint | None = None,
 ) -> RunSummary:
     """`run_dataset` in a folder already opened (and locked) by `open_run`."""
+    if endpoint is not None and endpoint.chat is None:
+        endpoint = connect(endpoint)
+    method = METHOD if endpoint is not None else engine.method
     finished = {r["id"] for r in folder.records}
     todo = [e for e in examples if str(e.id) not in finished]
     interrupted = False
-    bar = tqdm(todo, desc=f"{task.name} {engine.method}", disable=not progress, unit="problem")
+    bar = tqdm(todo, desc=f"{task.name} {method}", disable=not progress, unit="problem")
     try:
         for example in bar:
-            tree = solve(pair, task, example, search, engine, spec)
+            tree = solve(pair, task, example, search, engine, spec, endpoint=endpoint)
             folder.append(record_of(tree, example.index))
             if on_tree is not None:
                 on_tree(tree)
@@ -126,6 +141,6 @@ def run_in_folder(
             bar.set_postfix(correct=correct, seen=len(folder.records))
     except KeyboardInterrupt:
         interrupted = True
-    summary = summarize(task.name, engine.method, folder.records, interrupted)
+    summary = summarize(task.name, method, folder.records, interrupted)
     folder.write_summary(summary.__dict__)
     return summary

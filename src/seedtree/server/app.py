@@ -92,6 +92,9 @@ def create_app(llm, config: ServerConfig) -> FastAPI:
             "created": 0,
             "owned_by": "seedtree",
             "max_model_len": model.max_model_len,
+            # whether /v1/chat/completions goes through the model's chat template: the search
+            # on this endpoint (--backend openai) then chats exactly when it would in-process
+            "chat_template": bool(getattr(model.tokenizer, "chat_template", None)),
         }
         return JSONResponse({"object": "list", "data": [card]})
 
