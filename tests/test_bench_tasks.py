@@ -125,8 +125,8 @@ def test_a_method_with_and_without_lookup_in_one_pass():
         task="gsm8k",
         limit=1,
         methods=("ar", "seed-batched", "seed-batched+lookup6"),
-        search=SearchConfig(k=2, b=1, depth=1),
-        max_new_tokens=8,
+        search=SearchConfig(k=3, b=2, depth=2),
+        max_new_tokens=16,
         dtype="float64",
         draft_dtype="float64",
     )
