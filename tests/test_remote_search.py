@@ -5,51 +5,32 @@ library and through `seedtree solve/run` (results, resume, settings); the reques
 are in flight together; 429s are retried; every failure is one line."""
 
 import json
-import signal
 import socket
-import threading
-import time
 
 import pytest
+import test_server
 from conftest import DEVICE, assert_one_line_error, run_cli
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-pytest.importorskip("openai")
-
-from seedtree.llm import LLM  # noqa: E402
-from seedtree.models.tiny import tiny_pair  # noqa: E402
-from seedtree.search import EngineConfig, SearchConfig, Tree, solve  # noqa: E402
-from seedtree.search.remote import Endpoint, connect  # noqa: E402
-from seedtree.search.results import read_results  # noqa: E402
-from seedtree.search.run import run_dataset  # noqa: E402
-from seedtree.server import ServerConfig  # noqa: E402
-from seedtree.server.run import build_server  # noqa: E402
-from seedtree.tasks import get_task  # noqa: E402
+from seedtree.llm import LLM
+from seedtree.models.tiny import tiny_pair
+from seedtree.search import EngineConfig, SearchConfig, Tree, solve
+from seedtree.search.remote import Endpoint, connect
+from seedtree.search.results import read_results
+from seedtree.search.run import run_dataset
+from seedtree.server import ServerConfig
+from seedtree.tasks import get_task
 
 MODEL = "tiny"
 WAIT_S = 60
 
 
-class Running:
-    """`seedtree serve`'s app on a free loopback port (uvicorn in a thread), as in
-    test_server.py; `stop()` as on SIGTERM."""
+class Running(test_server.Running):
+    """`seedtree serve`'s app on a free loopback port (test_server.py's harness); `url` is the
+    OpenAI base URL (`.../v1`)."""
 
     def __init__(self, llm: LLM, config: ServerConfig) -> None:
-        self.server = build_server(llm, config, "127.0.0.1", 0, log_level="warning")
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-        self.thread.start()
-        deadline = time.monotonic() + WAIT_S
-        while not self.server.started:
-            assert self.thread.is_alive() and time.monotonic() < deadline, "server did not start"
-            time.sleep(0.01)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        self.url = f"http://127.0.0.1:{port}/v1"
-
-    def stop(self) -> None:
-        self.server.handle_exit(signal.SIGTERM, None)
-        self.thread.join(timeout=WAIT_S)
-        assert not self.thread.is_alive()
+        super().__init__(llm, config)
+        self.url += "/v1"
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,16 @@ import signal
 import threading
 import time
 
+import httpx
+import openai
 import pytest
 from conftest import DEVICE
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
-httpx = pytest.importorskip("httpx")
-openai = pytest.importorskip("openai")
-
-from seedtree.decoding import SamplingParams  # noqa: E402
-from seedtree.llm import LLM  # noqa: E402
-from seedtree.models.tiny import tiny_pair  # noqa: E402
-from seedtree.server import ServerConfig  # noqa: E402
-from seedtree.server.run import build_server  # noqa: E402
+from seedtree.decoding import SamplingParams
+from seedtree.llm import LLM
+from seedtree.models.tiny import tiny_pair
+from seedtree.server import ServerConfig
+from seedtree.server.run import build_server
 
 MODEL = "tiny"
 PROMPTS = ["q: 2+3=? a:", "the cat sat on", "list: 1, 2, 3,", "hello world. ", "x = 7 * 6"]
