@@ -10,6 +10,7 @@ from test_engines import chi2_pvalue, target_marginals
 from test_many import prompts_for
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, speculative
+from seedtree.decoding.adaptive import lookup_length
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.tree import LOOKUP
@@ -47,6 +48,13 @@ def test_index_memory_is_bounded():
     for start in range(0, 200, 20):
         index.release(index.register(list(range(start, start + 20))))
     assert index.tokens <= 50 and live in index.docs
+
+
+def test_lookup_length_keeps_probing_and_follows_acceptance():
+    assert lookup_length(0.0, 8) == 1  # a branch that stopped proposing could not recover
+    assert lookup_length(0.9, 8) == 8
+    assert lookup_length(0.5, 8) == 3  # 0.5**4 < MIN_MARGINAL
+    assert lookup_length(0.9, 0) == 0
 
 
 def test_lookup_option_is_checked():

@@ -59,8 +59,10 @@ MIN_MARGINAL = 0.1  # a lookup candidate is worth verifying while P(accepted) st
 
 
 def lookup_length(alpha_lookup: float, limit: int) -> int:
-    """Lookup candidates worth verifying: the i-th is accepted with probability alpha^i."""
-    n = 0
+    """Lookup candidates worth verifying: the i-th is accepted with probability alpha^i. At
+    least one (when `limit` allows): a free candidate costs one verification row, and a branch
+    that stopped proposing would never update its estimate again."""
+    n = min(1, limit)
     while n < limit and alpha_lookup ** (n + 1) >= MIN_MARGINAL:
         n += 1
     return n
