@@ -9,11 +9,14 @@ import resource
 import signal
 import threading
 import time
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
+import torch
 from conftest import DEVICE
+from test_step_engine import LOGPROB_TOL, target_logprobs
 
 from seedtree.decoding import SamplingParams
 from seedtree.llm import LLM
@@ -198,8 +201,91 @@ def test_async_concurrent_requests_equal_the_offline_outputs(server, llm):
     assert [a.choices[0].text for a in answers] == refs
 
 
+# -- logprobs --------------------------------------------------------------------------------------
+def expected_logprobs(llm, prompt: str, ref) -> torch.Tensor:
+    """[n, V]: the tiny target's log_softmax where each of the reference's tokens was emitted,
+    computed here in float64 (the server's are the target's raw log-softmax)."""
+    return target_logprobs(llm.models, llm.encode(prompt), ref.token_ids)
+
+
+def token_texts(llm, ids) -> list[str]:
+    return [llm.tokenizer.decode([i]) for i in ids]
+
+
+def assert_completion_logprobs(llm, prompt: str, ref, lp, k: int) -> None:
+    """The legacy shape: tokens, token_logprobs, top_logprobs (top-k and the chosen token),
+    text_offset."""
+    expected = expected_logprobs(llm, prompt, ref)
+    assert lp.tokens == token_texts(llm, ref.token_ids)
+    assert lp.text_offset == [sum(len(t) for t in lp.tokens[:j]) for j in range(len(lp.tokens))]
+    for j, token in enumerate(ref.token_ids):
+        assert abs(lp.token_logprobs[j] - float(expected[j, token])) < LOGPROB_TOL
+        ids = {*expected[j].topk(k).indices.tolist(), token}
+        want = {llm.tokenizer.decode([i]): float(expected[j, i]) for i in ids}
+        assert lp.top_logprobs[j].keys() == want.keys(), j
+        assert all(abs(lp.top_logprobs[j][t] - v) < LOGPROB_TOL for t, v in want.items())
+
+
+def assert_chat_logprobs(llm, prompt: str, ref, content, k: int) -> None:
+    """The chat shape: per token {token, logprob, bytes, top_logprobs: k of {token, ...}}."""
+    expected = expected_logprobs(llm, prompt, ref)
+    assert [c.token for c in content] == token_texts(llm, ref.token_ids)
+    for j, (token, c) in enumerate(zip(ref.token_ids, content, strict=True)):
+        assert abs(c.logprob - float(expected[j, token])) < LOGPROB_TOL
+        assert c.bytes == list(c.token.encode())
+        top = expected[j].topk(k)
+        assert [t.token for t in c.top_logprobs] == token_texts(llm, top.indices.tolist()), j
+        for t, v in zip(c.top_logprobs, top.values.tolist(), strict=True):
+            assert abs(t.logprob - v) < LOGPROB_TOL and t.bytes == list(t.token.encode())
+        assert int(expected[j].argmax()) == token  # T=0: the emitted token is the argmax
+
+
+def test_completion_logprobs_are_the_targets_log_softmax(server, llm):
+    """At T=0, whole and streamed: every token's logprob and top 3 (with the chosen token, as
+    OpenAI's legacy shape has it) are the target's log-softmax where it was emitted; the
+    stream's pieces add up to the whole answer's."""
+    client, prompt = server.client(), PROMPTS[2]
+    [ref] = offline(llm, prompt, max_new_tokens=12, ignore_eos=True)
+    kw = {"model": MODEL, "prompt": prompt, "max_tokens": 12, "temperature": 0, "logprobs": 3}
+    kw["extra_body"] = {"ignore_eos": True}
+    [c] = client.completions.create(**kw).choices
+    assert c.text == ref.text
+    assert_completion_logprobs(llm, prompt, ref, c.logprobs, k=3)
+    pieces = [ch.choices[0].logprobs for ch in client.completions.create(**kw, stream=True)]
+    pieces = [lp for lp in pieces if lp is not None]
+    assert len(pieces) > 1  # logprobs come with the chunks, not all at the end
+    joined = {
+        name: sum((getattr(lp, name) for lp in pieces), [])
+        for name in ("tokens", "token_logprobs", "top_logprobs", "text_offset")
+    }
+    assert_completion_logprobs(llm, prompt, ref, SimpleNamespace(**joined), k=3)
+    [plain] = client.completions.create(**kw | {"logprobs": None}).choices
+    assert plain.logprobs is None and plain.text == ref.text
+
+
+def test_chat_logprobs_are_the_targets_log_softmax(server, llm):
+    """At T=0, whole and streamed: `logprobs: true` with `top_logprobs: 5` gives each token's
+    logprob, bytes and top 5 from the target's log-softmax; the stream's pieces add up."""
+    client, prompt = server.client(), "user: hi\nassistant:"
+    [ref] = offline(llm, prompt, max_new_tokens=10, ignore_eos=True)
+    kw = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 10}
+    kw |= {"temperature": 0, "logprobs": True, "top_logprobs": 5}
+    kw["extra_body"] = {"ignore_eos": True}
+    [c] = client.chat.completions.create(**kw).choices
+    assert c.message.content == ref.text
+    assert_chat_logprobs(llm, prompt, ref, c.logprobs.content, k=5)
+    chunks = list(client.chat.completions.create(**kw, stream=True))
+    pieces = [ch.choices[0].logprobs for ch in chunks if ch.choices[0].logprobs is not None]
+    assert chunks[0].choices[0].logprobs is None and len(pieces) > 1
+    assert_chat_logprobs(llm, prompt, ref, sum((lp.content for lp in pieces), []), k=5)
+    [alone] = client.chat.completions.create(**kw | {"top_logprobs": None}).choices
+    assert all(not t.top_logprobs for t in alone.logprobs.content)  # logprobs alone: k = 0
+    assert_chat_logprobs(llm, prompt, ref, alone.logprobs.content, k=0)
+
+
 # -- errors ----------------------------------------------------------------------------------------
 GOOD = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
 ERRORS = [  # (path, body, status, param)
     ("/v1/completions", b"{not json", 400, None),
     ("/v1/completions", b"[1, 2]", 400, None),
@@ -209,7 +295,9 @@ ERRORS = [  # (path, body, status, param)
     ("/v1/completions", GOOD | {"frobnicate": 1}, 400, "frobnicate"),
     ("/v1/completions", GOOD | {"gamma": 3}, 400, "gamma"),
     ("/v1/completions", GOOD | {"method": "ar"}, 400, "method"),
-    ("/v1/completions", GOOD | {"logprobs": 2}, 400, "logprobs"),
+    ("/v1/completions", GOOD | {"logprobs": 6}, 400, "logprobs"),
+    ("/v1/completions", GOOD | {"logprobs": -1}, 400, "logprobs"),
+    ("/v1/completions", GOOD | {"logprobs": True}, 400, "logprobs"),
     ("/v1/completions", GOOD | {"echo": True}, 400, "echo"),
     ("/v1/completions", GOOD | {"presence_penalty": 0.5}, 400, "presence_penalty"),
     ("/v1/completions", GOOD | {"n": 0}, 400, "n"),
@@ -229,8 +317,11 @@ ERRORS = [  # (path, body, status, param)
     ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400, "messages"),
     ("/v1/chat/completions", {"model": MODEL, "messages": [{"content": "x"}]}, 400,
      "messages[0].role"),
-    ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
-     "logprobs": True}, 400, "logprobs"),
+    ("/v1/chat/completions", CHAT | {"top_logprobs": 2}, 400, "top_logprobs"),
+    ("/v1/chat/completions", CHAT | {"logprobs": False, "top_logprobs": 0}, 400, "top_logprobs"),
+    ("/v1/chat/completions", CHAT | {"logprobs": True, "top_logprobs": 21}, 400, "top_logprobs"),
+    ("/v1/chat/completions", CHAT | {"logprobs": True, "top_logprobs": -1}, 400, "top_logprobs"),
+    ("/v1/chat/completions", CHAT | {"logprobs": 2}, 400, "logprobs"),
     ("/v1/chat/completions", {"model": MODEL, "messages": [{"role": "user", "content": "x"}],
      "max_completion_tokens": 5000}, 400, "max_completion_tokens"),
 ]  # fmt: skip

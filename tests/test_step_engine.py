@@ -242,3 +242,85 @@ def test_finished_requests_are_forgotten(pair):
     engine.add_request(0, prompts[0], SamplingParams(max_new_tokens=5))
     assert engine.ids[0].index == 3
     assert drain(engine)[0].token_ids == first[0].token_ids
+
+
+# -- logprobs -------------------------------------------------------------------------------------
+LOGPROB_TOL = 1e-5  # the engines score in float32 (`RaggedBatch.forward`): these are float64 ones
+
+
+def target_logprobs(pair, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+    """[n, V] float64: log_softmax of the target's logits where each of `tokens` was emitted
+    after `prompt` (one forward over prompt + tokens, computed here, not by an engine)."""
+    ids = torch.tensor([prompt + tokens], device=pair.target.device)
+    with torch.inference_mode():
+        logits = pair.target(input_ids=ids).logits[0, len(prompt) - 1 : -1, : pair.vocab_size]
+    return torch.log_softmax(logits.double(), -1).cpu()
+
+
+def assert_logprobs(pair, prompt, result, k: int) -> None:
+    expected = target_logprobs(pair, prompt, result.token_ids)
+    assert len(result.logprobs) == len(result.token_ids)
+    for j, (token, e) in enumerate(zip(result.token_ids, result.logprobs, strict=True)):
+        assert e.token_id == token
+        assert abs(e.logprob - float(expected[j, token])) < LOGPROB_TOL, j
+        top = expected[j].topk(k)
+        assert [i for i, _ in e.top] == top.indices.tolist(), j
+        for (_, v), w in zip(e.top, top.values.tolist(), strict=True):
+            assert abs(v - w) < LOGPROB_TOL, j
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_logprobs_are_the_targets_raw_log_softmax_for_every_method(pair, temperature):
+    """Every emitted token's logprob and top-3 (accepted, recovered and bonus tokens alike) is
+    the target's log_softmax where it was emitted, before temperature: for every method as for
+    AR (coupled sampling at T > 0: the same tokens)."""
+    prompts = prompts_for(pair, 2, seed=7)
+    params = SamplingParams(
+        temperature=temperature, seed=3, max_new_tokens=14, ignore_eos=True, logprobs=3
+    )
+    requests = [Request(ids, params) for ids in prompts]
+    ar = generate_many(pair, requests, "ar").results
+    for method in ("sd", "mcsd", "seed", "seed-batched", "batched-ar"):
+        results = generate_many(pair, requests, method, SpecConfig(gamma=4)).results
+        if method != "batched-ar":  # accepted draft tokens, then a recovered or bonus token
+            assert sum(r.stats.accepted for r in results) > 0, method
+        for prompt, ref, out in zip(prompts, ar, results, strict=True):
+            assert out.token_ids == ref.token_ids, method
+            assert_logprobs(pair, prompt, out, k=3)
+            for a, b in zip(out.logprobs, ref.logprobs, strict=True):  # the same as AR's
+                assert abs(a.logprob - b.logprob) < LOGPROB_TOL and a.token_id == b.token_id
+    for prompt, ref in zip(prompts, ar, strict=True):
+        assert_logprobs(pair, prompt, ref, k=3)
+
+
+def test_logprobs_end_with_the_token_a_stop_string_ends_on(pair):
+    """A stop string inside a round keeps one logprob per committed token; k=0 lists no
+    alternatives."""
+    [prompt] = prompts_for(pair, 1, seed=8)
+    free = generate_ar(pair, prompt, SamplingParams(max_new_tokens=20, ignore_eos=True))
+    stop = free.text[7:9]
+    assert len(stop) == 2, free.text
+    params = SamplingParams(max_new_tokens=20, ignore_eos=True, stop=(stop,), logprobs=0)
+    for method in ("ar", "sd", "seed-batched"):
+        [out] = generate_many(pair, [Request(prompt, params)], method).results
+        assert out.finish_reason == "stop" and len(out.token_ids) < 20, method
+        assert len(out.logprobs) == len(out.token_ids) and all(not e.top for e in out.logprobs)
+        assert_logprobs(pair, prompt, out, k=0)
+
+
+def test_logprobs_off_cost_nothing_and_hf_assisted_refuses_them(pair, monkeypatch):
+    import seedtree.decoding.ar as ar
+    import seedtree.decoding.branch as branch
+
+    def never(*args):
+        raise AssertionError("logprobs computed while off")
+
+    monkeypatch.setattr(ar, "token_logprobs", never)
+    monkeypatch.setattr(branch, "token_logprobs", never)
+    [prompt] = prompts_for(pair, 1, seed=9)
+    for method in ("ar", "seed-batched"):
+        request = Request(prompt, SamplingParams(max_new_tokens=6))
+        [out] = generate_many(pair, [request], method).results
+        assert out.logprobs is None and "logprobs" not in out.to_dict()
+    with pytest.raises(SeedtreeError, match="hf-assisted does not report logprobs"):
+        generate_many(pair, [Request(prompt, SamplingParams(logprobs=0))], "hf-assisted")

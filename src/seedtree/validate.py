@@ -18,6 +18,7 @@ MAX_FANOUT = 256  # k, b, n (samples per prompt), n_evaluate: requests made at o
 MAX_DEPTH = 256  # levels of a reasoning tree, DFS expansions
 MAX_TREE_NODES = 1024  # MCSD draft-tree nodes per round (all verified in one target forward)
 MAX_GAMMA = 64  # draft tokens per round at most
+MAX_LOGPROBS = 20  # top logprobs per output token at most (OpenAI's chat limit)
 
 
 def _kind(value: Any) -> str:

@@ -2,7 +2,7 @@
 
 from seedtree.decoding.ar import generate_ar
 from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.decoding.result import DecodeStats, GenerationResult, TokenLogprob
 from seedtree.decoding.sd import generate_mcsd, generate_sd
 
 __all__ = [
@@ -10,6 +10,7 @@ __all__ = [
     "GenerationResult",
     "SamplingParams",
     "SpecConfig",
+    "TokenLogprob",
     "generate_ar",
     "generate_mcsd",
     "generate_sd",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 from seedtree.decoding.kv import KVSequence
+from seedtree.decoding.logprobs import token_logprobs
 from seedtree.decoding.params import SamplingParams
 from seedtree.decoding.result import DecodeStats, GenerationResult
 from seedtree.decoding.sampling import Sampler
@@ -19,13 +20,17 @@ def generate_ar(pair: ModelPair, prompt_ids: list[int], params: SamplingParams) 
     seq = Sequence(prompt_ids, params, pair.tokenizer, pair.eos_token_ids, pair.max_context)
     sampler = Sampler(params)
     p = KVSequence(pair.target, pair.vocab_size)
+    logprobs = None if params.logprobs is None else []  # one per token (SamplingParams.logprobs)
 
     # 1) prefill the prompt; its last position gives the first token's logits
     logits = p.forward(prompt_ids)[-1]  # [V]
     stats.prefill_s = time.perf_counter() - start
     # 2) decode: one target forward per token
     while True:
-        seq.commit([sampler.token(logits, len(seq.generated))])
+        token = sampler.token(logits, len(seq.generated))
+        seq.commit([token])
+        if logprobs is not None:
+            logprobs += token_logprobs(logits[None], [token], params.logprobs)
         if seq.finished:
             break
         t = time.perf_counter()
@@ -35,4 +40,4 @@ def generate_ar(pair: ModelPair, prompt_ids: list[int], params: SamplingParams) 
     stats.new_tokens = len(seq.generated)
     stats.target_forwards = p.forwards
     stats.wall_s = time.perf_counter() - start
-    return GenerationResult(seq.generated, seq.text(), seq.finish_reason, stats)
+    return GenerationResult(seq.generated, seq.text(), seq.finish_reason, stats, logprobs=logprobs)

@@ -18,11 +18,14 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+import torch
+
 from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma, lookup_length
 from seedtree.decoding.kv import KVSequence
+from seedtree.decoding.logprobs import token_logprobs
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import DecodeStats, GenerationResult
+from seedtree.decoding.result import DecodeStats, GenerationResult, TokenLogprob
 from seedtree.decoding.sampling import Sampler, Verdict
 from seedtree.decoding.sequence import Sequence
 from seedtree.decoding.tree import LOOKUP, MODEL, TokenTree
@@ -70,6 +73,8 @@ class Branch:
         self.lookup: LookupIndex | None = None  # lookup drafting (`attach_lookup`)
         self.doc = -1  # this branch's document in the lookup index
         self.lookup_acceptance = AcceptanceEstimate()
+        # one per generated token, when the request asks for them (SamplingParams.logprobs)
+        self.logprobs: list[TokenLogprob] | None = None if self.params.logprobs is None else []
 
     def attach_lookup(self, index: LookupIndex) -> None:
         """Draft from text already written too (SpecConfig.lookup > 0; not with speculative
@@ -122,7 +127,12 @@ class Branch:
         self.error = error
         self.tree = None
 
-    def accept(self, path: list[int], verdict: Verdict) -> None:
+    def accept(
+        self,
+        path: list[int],
+        verdict: Verdict,
+        logits: torch.Tensor,  # [N+1, V] the target's logits after each node of this round's tree
+    ) -> None:
         """Commit a verification's outcome: the accepted nodes, then the recovered/bonus token.
         The target's cache already holds the pending token and the accepted path
         (`RaggedBatch.commit`); here the draft's cache drops every rejected node it was fed."""
@@ -141,7 +151,11 @@ class Branch:
             # KV rollback of q: keep its prefix, then the accepted nodes it was fed
             fed = [n for n in path if n <= self.q_fed]
             self.q.keep(self.q_base, [self.q_base + n - 1 for n in fed])
-        self.seq.commit([tree.tokens[n] for n in path] + [verdict.token])
+        tokens = [tree.tokens[n] for n in path] + [verdict.token]
+        committed = self.seq.commit(tokens)  # fewer where eos or a stop string ends the request
+        if self.logprobs is not None:  # token j was emitted after node ([0] + path)[j]
+            rows = [0, *path][:committed]
+            self.logprobs += token_logprobs(logits[rows], tokens[:committed], self.params.logprobs)
         self.sampler.forget(self.position)
         self.tree = None
 
@@ -154,5 +168,6 @@ class Branch:
         self.stats.wall_s = time.perf_counter() - self.start
         reason = self.seq.finish_reason or ("cancelled" if self.cancelled else "error")
         return GenerationResult(
-            self.seq.generated, self.seq.text(), reason, self.stats, error=self.error
-        )
+            self.seq.generated, self.seq.text(), reason, self.stats, error=self.error,
+            logprobs=self.logprobs,
+        )  # fmt: skip

@@ -16,6 +16,7 @@ from seedtree.decoding.params import SamplingParams
 from seedtree.decoding.result import DecodeStats, GenerationResult
 from seedtree.decoding.sampling import Sampler
 from seedtree.decoding.sequence import Sequence
+from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 
 
@@ -51,6 +52,11 @@ class _Coupled:
 def generate_hf_assisted(
     pair: ModelPair, prompt_ids: list[int], params: SamplingParams
 ) -> GenerationResult:
+    if params.logprobs is not None:
+        raise SeedtreeError(
+            "hf-assisted does not report logprobs: use another method or leave "
+            "SamplingParams.logprobs at None"
+        )
     start = time.perf_counter()
     seq = Sequence(prompt_ids, params, pair.tokenizer, pair.eos_token_ids, pair.max_context)
     if params.seed is not None:

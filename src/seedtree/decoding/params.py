@@ -8,6 +8,7 @@ from seedtree.errors import SeedtreeError
 from seedtree.validate import (
     MAX_FANOUT,
     MAX_GAMMA,
+    MAX_LOGPROBS,
     MAX_TREE_NODES,
     check_bool,
     check_int,
@@ -31,6 +32,10 @@ class SamplingParams:
     `sampling` (T > 0): `coupled` (seeded Gumbel-max: every method emits the tokens AR emits
     with the same seed) or `speculative` (speculative sampling: the target's distribution, but
     the tokens depend on the method). See `seedtree.decoding.sampling`.
+    `logprobs`: None (off, the default: no log-softmax is computed) or k in [0, 20]: each output
+    token's log-probability and its k most likely alternatives (`GenerationResult.logprobs`),
+    under the target's *raw* distribution: log_softmax of the target's logits at that position,
+    before temperature and top-p (vLLM's default "raw logprobs").
     """
 
     temperature: float = 0.0
@@ -41,6 +46,7 @@ class SamplingParams:
     seed: int | None = None
     n: int = 1
     sampling: str = "coupled"
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         check_real("temperature", self.temperature)
@@ -60,6 +66,8 @@ class SamplingParams:
             raise SeedtreeError(
                 f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}"
             )
+        if self.logprobs is not None:
+            check_int("logprobs", self.logprobs, 0, MAX_LOGPROBS)
 
     @property
     def greedy(self) -> bool:

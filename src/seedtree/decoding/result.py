@@ -53,6 +53,17 @@ class DecodeStats:
         }
 
 
+@dataclass(frozen=True)
+class TokenLogprob:
+    """One output token under the target p's raw distribution (log_softmax of its logits where
+    the token was emitted, before temperature and top-p): the token's log-probability and the
+    `SamplingParams.logprobs` most likely tokens there, most likely first."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()  # (token id, logprob), descending
+
+
 @dataclass
 class GenerationResult:
     token_ids: list[int]  # generated ids (the prompt excluded)
@@ -61,12 +72,16 @@ class GenerationResult:
     stats: DecodeStats = field(default_factory=DecodeStats)
     prompt: str | None = None
     error: str | None = None  # set when this request failed (its branch only)
+    logprobs: list[TokenLogprob] | None = None  # one per token id (SamplingParams.logprobs)
 
     def to_dict(self) -> dict:
-        return {
+        out = {
             "prompt": self.prompt,
             "text": self.text,
             "token_ids": self.token_ids,
             "finish_reason": self.finish_reason,
             "stats": self.stats.to_dict(),
-        } | ({"error": self.error} if self.error else {})
+        }
+        if self.logprobs is not None:
+            out["logprobs"] = [asdict(t) for t in self.logprobs]
+        return out | ({"error": self.error} if self.error else {})

@@ -184,7 +184,7 @@ def _verify(branches: list[Branch]) -> None:
         try:
             path, verdict = walk(b.tree, logits[r], b.sampler, b.position, b.spec.replacement)
             batch.commit(r, [0, *path])  # the pending token and the accepted nodes stay
-            b.accept(path, verdict)
+            b.accept(path, verdict, logits[r])
         except Exception as exc:  # this branch only
             b.fail(_error(exc))
         b.stats.verify_s += elapsed / len(branches)

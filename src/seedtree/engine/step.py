@@ -28,7 +28,7 @@ from seedtree.decoding import speculative
 from seedtree.decoding.branch import Branch, Request
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import GenerationResult
+from seedtree.decoding.result import GenerationResult, TokenLogprob
 from seedtree.decoding.sd import check_tree_fits
 from seedtree.engine.methods import Method, get_method
 from seedtree.engine.prefix_cache import PrefixCache
@@ -47,6 +47,7 @@ class RequestOutput:
     token_ids: list[int]  # committed so far
     finished: bool
     result: GenerationResult | None = None  # when finished
+    new_logprobs: list[TokenLogprob] | None = None  # of new_token_ids (SamplingParams.logprobs)
 
 
 def check_prompt(pair: ModelPair, prompt_ids: list[int]) -> None:
@@ -199,7 +200,9 @@ class StepEngine:
             return self._finished(b, before)
         generated = b.seq.generated
         rid = self.request_of[b.index]
-        return RequestOutput(rid, b.index, generated[before:], list(generated), False)
+        logprobs = None if b.logprobs is None else b.logprobs[before:]
+        new = generated[before:]
+        return RequestOutput(rid, b.index, new, list(generated), False, new_logprobs=logprobs)
 
     def _finished(self, b: Branch, before: int | None = None) -> RequestOutput:
         """A request's last output (made once per request); the engine forgets it here."""
@@ -207,4 +210,5 @@ class StepEngine:
         rid, ids = self.request_of.pop(b.index), result.token_ids
         del self.ids[rid]
         new = [] if before is None else ids[before:]
-        return RequestOutput(rid, b.index, new, list(ids), True, result)
+        logprobs = None if result.logprobs is None else result.logprobs[len(ids) - len(new) :]
+        return RequestOutput(rid, b.index, new, list(ids), True, result, logprobs)

@@ -10,6 +10,8 @@ Every error is answered in the OpenAI shape `{"error": {message, type, param, co
 are server-sent events ending in `data: [DONE]`. A request whose client goes away is aborted
 (its choices leave the engine at the next round). Each choice carries a `speculative` field:
 drafted, accepted, acceptance_rate, rounds, target and draft forwards, cached prompt tokens.
+Asked for, each choice (each stream chunk: its new tokens) carries `logprobs`: the target's raw
+log-softmax where each token was emitted, before temperature and top-p (`protocol`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from seedtree.server.protocol import (
     speculative_stats,
     usage,
 )
-from seedtree.server.session import Completion, Model, TextStream
+from seedtree.server.session import Completion, LogprobStream, Model, TextStream
 
 DISCONNECT_POLL_S = 0.5  # a non-streamed request checks this often whether its client is gone
 
@@ -184,10 +186,12 @@ async def _whole(run: Completion, model: Model) -> dict:
         if out.finished:
             results[i] = out.result
     chat = run.req.chat
-    choices = [
-        choice(chat, i, r.text, r.finish_reason, {"speculative": speculative_stats(r.stats)})
-        for i, r in sorted(results.items())
-    ]
+    choices = []
+    for i, r in sorted(results.items()):
+        logprobs = LogprobStream(model, run.req)
+        logprobs.add(r.logprobs)
+        extra = {"speculative": speculative_stats(r.stats)}
+        choices.append(choice(chat, i, r.text, r.finish_reason, extra, logprobs.take()))
     completion_tokens = sum(len(r.token_ids) for r in results.values())
     head = envelope(chat, False, run.id, run.created, model.name)
     return head | {"choices": choices, "usage": usage(run.prompt_tokens, completion_tokens)}
@@ -198,27 +202,32 @@ def _event(body: dict | str) -> str:
 
 
 async def _sse(run: Completion, model: Model) -> AsyncIterator[str]:
-    """Server-sent events: per choice its text as it grows (chat: a role delta first), a last
-    chunk with its finish_reason and speculative stats, then usage when asked, then [DONE]."""
+    """Server-sent events: per choice its text as it grows (chat: a role delta first; with their
+    logprobs when asked), a last chunk with its finish_reason and speculative stats, then usage
+    when asked, then [DONE]."""
     req, chat = run.req, run.req.chat
     head = envelope(chat, True, run.id, run.created, model.name)
     if req.include_usage:
         head["usage"] = None
     streams = [TextStream(model, req.stop) for _ in run.requests]
+    logprobs = [LogprobStream(model, req) for _ in run.requests]
     completion_tokens = 0
     try:
         if chat:
             opening = [chunk_choice(True, i, None, None) for i in range(len(run.requests))]
             yield _event(head | {"choices": opening})
         async for i, out in run.events():
+            logprobs[i].add(out.new_logprobs)
             if out.finished:
                 r = out.result
                 completion_tokens += len(r.token_ids)
-                last = chunk_choice(chat, i, streams[i].final(r.text), r.finish_reason)
+                text = streams[i].final(r.text)
+                last = chunk_choice(chat, i, text, r.finish_reason, logprobs[i].take())
                 last["speculative"] = speculative_stats(r.stats)
                 yield _event(head | {"choices": [last]})
             elif text := streams[i].update(out.token_ids):
-                yield _event(head | {"choices": [chunk_choice(chat, i, text, None)]})
+                piece = chunk_choice(chat, i, text, None, logprobs[i].take())
+                yield _event(head | {"choices": [piece]})
         if req.include_usage:
             total = usage(run.prompt_tokens, completion_tokens)
             yield _event(head | {"choices": [], "usage": total})

@@ -1,8 +1,12 @@
 """The OpenAI wire format: request bodies -> frozen `ApiRequest`s, results -> response bodies.
 
 Every check names the field it rejects (`ApiError.param`) in a one-line message. Parameters
-seedtree does not implement are refused unless they hold their neutral value (`logprobs: null`,
+seedtree does not implement are refused unless they hold their neutral value (`echo: false`,
 `presence_penalty: 0`, ...): a request is never silently answered as if it had asked for less.
+Logprobs (chat: `logprobs: true` + `top_logprobs` 0..20; completions: `logprobs` 0..5) are the
+target's raw log-softmax where each token was emitted, before temperature and top-p (vLLM's
+default); token strings are each token decoded alone (special tokens included), `bytes` their
+UTF-8 encoding.
 Our own knobs come as extra body fields (as vLLM's do): `sampling` ("coupled" | "speculative")
 and `ignore_eos` per request; the method and its draft settings are the server's.
 This module knows nothing about models, tokenizers or the engine.
@@ -15,9 +19,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from seedtree.decoding.params import SAMPLING_MODES
-from seedtree.decoding.result import DecodeStats
+from seedtree.decoding.result import DecodeStats, TokenLogprob
 from seedtree.errors import SeedtreeError
-from seedtree.validate import MAX_FANOUT, check_bool, check_int, check_real, check_seed, str_tuple
+from seedtree.validate import (
+    MAX_FANOUT,
+    MAX_LOGPROBS,
+    check_bool,
+    check_int,
+    check_real,
+    check_seed,
+    str_tuple,
+)
 
 ROLES = ("system", "developer", "user", "assistant", "tool")
 SERVER_KNOBS = {  # set for the whole server: field -> `seedtree serve` option
@@ -27,6 +39,8 @@ SERVER_KNOBS = {  # set for the whole server: field -> `seedtree serve` option
     "lookup": "--lookup",
 }
 MAX_STOP = 4  # stop strings per request (OpenAI's limit)
+MAX_COMPLETION_LOGPROBS = 5  # /v1/completions `logprobs` at most (OpenAI's legacy limit)
+LOGPROB_FLOOR = -9999.0  # a logprob of -inf is sent as this (JSON has no infinity; as vLLM)
 
 
 class ApiError(Exception):
@@ -80,6 +94,7 @@ class ApiRequest:
     ignore_eos: bool = False
     stream: bool = False
     include_usage: bool = False
+    logprobs: int | None = None  # top alternatives per token (0: the token's own); None: off
 
 
 # -- checks that name their field ---------------------------------------------------------------
@@ -102,14 +117,11 @@ _NEUTRAL_COMMON: dict[str, Callable[[Any], bool]] = {
     "logit_bias": lambda v: not v,
 }
 _NEUTRAL_COMPLETION = _NEUTRAL_COMMON | {
-    "logprobs": lambda v: v is None,
     "echo": lambda v: v in (None, False),
     "suffix": lambda v: v is None,
     "best_of": lambda v: v in (None, 1),
 }
 _NEUTRAL_CHAT = _NEUTRAL_COMMON | {
-    "logprobs": lambda v: v in (None, False),
-    "top_logprobs": lambda v: v is None,
     "tools": lambda v: not v,
     "tool_choice": lambda v: v in (None, "none"),
     "functions": lambda v: not v,
@@ -119,8 +131,11 @@ _SAMPLING = {
     "model", "n", "max_tokens", "temperature", "top_p", "stop", "seed", "stream",
     "stream_options", "sampling", "ignore_eos",
 }  # fmt: skip
-_COMPLETION_FIELDS = _SAMPLING | {"prompt"} | _IGNORED | set(_NEUTRAL_COMPLETION)
-_CHAT_FIELDS = _SAMPLING | {"messages", "max_completion_tokens"} | _IGNORED | set(_NEUTRAL_CHAT)
+_COMPLETION_FIELDS = _SAMPLING | {"prompt", "logprobs"} | _IGNORED | set(_NEUTRAL_COMPLETION)
+_CHAT_FIELDS = (
+    _SAMPLING | {"messages", "max_completion_tokens", "logprobs", "top_logprobs"} | _IGNORED
+    | set(_NEUTRAL_CHAT)
+)  # fmt: skip
 
 
 def _check_fields(body: dict, allowed: set[str], neutral: dict) -> None:
@@ -196,6 +211,16 @@ def _include_usage(body: dict, stream: bool) -> bool:
     return _bool(options, "include_usage")
 
 
+def _chat_logprobs(body: dict) -> int | None:
+    """`logprobs: true` turns them on; `top_logprobs` (0..20) adds alternatives, only with it."""
+    top = _optional_int(body, "top_logprobs", 0, MAX_LOGPROBS)
+    if _bool(body, "logprobs"):
+        return top or 0
+    if top is not None:
+        raise bad("top_logprobs", "top_logprobs needs logprobs set to true: add it or leave it out")
+    return None
+
+
 def _common(body: dict, chat: bool) -> dict:
     """The sampling fields both endpoints share, checked."""
     temperature = _number(body, "temperature", 1.0)
@@ -224,7 +249,11 @@ def _common(body: dict, chat: bool) -> dict:
         "ignore_eos": _bool(body, "ignore_eos"),
         "stream": stream,
         "include_usage": _include_usage(body, stream),
-    }
+        "logprobs": (
+            _chat_logprobs(body) if chat
+            else _optional_int(body, "logprobs", 0, MAX_COMPLETION_LOGPROBS)
+        ),
+    }  # fmt: skip
 
 
 # -- the two endpoints ----------------------------------------------------------------------------
@@ -318,17 +347,30 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     }
 
 
-def choice(chat: bool, index: int, text: str, finish_reason: str | None, extra: dict) -> dict:
+def choice(
+    chat: bool,
+    index: int,
+    text: str,
+    finish_reason: str | None,
+    extra: dict,
+    logprobs: dict | None = None,
+) -> dict:
     """A whole choice (non-streamed response)."""
     body: dict[str, Any] = {"index": index}
     if chat:
         body["message"] = {"role": "assistant", "content": text}
     else:
         body["text"] = text
-    return body | {"logprobs": None, "finish_reason": finish_reason} | extra
+    return body | {"logprobs": logprobs, "finish_reason": finish_reason} | extra
 
 
-def chunk_choice(chat: bool, index: int, text: str | None, finish_reason: str | None) -> dict:
+def chunk_choice(
+    chat: bool,
+    index: int,
+    text: str | None,
+    finish_reason: str | None,
+    logprobs: dict | None = None,
+) -> dict:
     """One choice's piece of a stream chunk (`text` None: the opening chat delta, the role)."""
     body: dict[str, Any] = {"index": index}
     if chat:
@@ -337,7 +379,52 @@ def chunk_choice(chat: bool, index: int, text: str | None, finish_reason: str | 
             body["delta"] = {"content": text}
     else:
         body["text"] = text or ""
-    return body | {"logprobs": None, "finish_reason": finish_reason}
+    return body | {"logprobs": logprobs, "finish_reason": finish_reason}
+
+
+def _logprob(value: float) -> float:
+    return max(value, LOGPROB_FLOOR)
+
+
+def chat_logprobs(entries: list[TokenLogprob], token_text: Callable[[int], str]) -> dict:
+    """The chat shape: {"content": [{token, logprob, bytes, top_logprobs: [{token, logprob,
+    bytes}]}]}, one item per token; `token_text(id)`: the token's string."""
+
+    def item(token_id: int, logprob: float) -> dict:
+        token = token_text(token_id)
+        return {"token": token, "logprob": _logprob(logprob), "bytes": list(token.encode())}
+
+    content = [
+        item(e.token_id, e.logprob) | {"top_logprobs": [item(i, lp) for i, lp in e.top]}
+        for e in entries
+    ]
+    return {"content": content}
+
+
+def completion_logprobs(
+    entries: list[TokenLogprob], token_text: Callable[[int], str], offset: int = 0
+) -> dict:
+    """The legacy completions shape: {tokens, token_logprobs, top_logprobs: [{token: logprob}],
+    text_offset}. As OpenAI's, each top_logprobs dict holds the top alternatives and the chosen
+    token (up to logprobs + 1 entries). text_offset: where each token starts in the choice's
+    text, counting the token strings before it from `offset` (a stream's earlier tokens)."""
+    tokens = [token_text(e.token_id) for e in entries]
+    offsets, at = [], offset
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    tops = []
+    for e in entries:
+        top: dict[str, float] = {}
+        for token_id, logprob in (*e.top, (e.token_id, e.logprob)):
+            top.setdefault(token_text(token_id), _logprob(logprob))
+        tops.append(top)
+    return {
+        "tokens": tokens,
+        "token_logprobs": [_logprob(e.logprob) for e in entries],
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
 
 
 def envelope(chat: bool, stream: bool, rid: str, created: int, model: str) -> dict:

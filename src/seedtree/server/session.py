@@ -7,6 +7,7 @@ submitted as engine requests, their outputs awaited (asyncio) and turned into te
                 (choice index, RequestOutput) as the engine thread delivers them; `close()`
                 aborts whatever has not finished (client gone, error, shutdown)
     TextStream  a choice's text as it grows: never sends what a stop string may still cut
+    LogprobStream  a choice's logprobs (when asked) in the response shape, piece by piece
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 
 from seedtree.decoding.params import SamplingParams
+from seedtree.decoding.result import TokenLogprob
 from seedtree.decoding.sd import check_tree_fits
 from seedtree.engine import RequestOutput, expand_requests, get_method
 from seedtree.engine.step import check_prompt
@@ -25,7 +27,13 @@ from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 from seedtree.server.config import DEFAULT_COMPLETION_TOKENS, ServerConfig
 from seedtree.server.loop import EngineLoop, Job, QueueFull, ShuttingDown
-from seedtree.server.protocol import ApiError, ApiRequest, bad
+from seedtree.server.protocol import (
+    ApiError,
+    ApiRequest,
+    bad,
+    chat_logprobs,
+    completion_logprobs,
+)
 
 RETRY_AFTER_S = "1"
 
@@ -37,9 +45,16 @@ class Model:
         self.pair = pair
         self.max_model_len = min(config.max_model_len or pair.max_context, pair.max_context)
         self.tree = get_method(config.method).draft == "tree"  # drafts token trees
+        self._token_text: dict[int, str] = {}  # token id -> its string (logprobs), at most V
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def token_text(self, token_id: int) -> str:
+        """One token decoded alone, special tokens included (the `token` of a logprob)."""
+        if token_id not in self._token_text:
+            self._token_text[token_id] = self.tokenizer.decode([token_id])
+        return self._token_text[token_id]
 
     def encode(self, req: ApiRequest) -> list[list[int]]:
         """Every prompt's token ids (one for a chat), checked against the context."""
@@ -102,6 +117,7 @@ class Model:
                 seed=req.seed,
                 n=req.n,
                 sampling=req.sampling,
+                logprobs=req.logprobs,
             )
         except SeedtreeError as exc:
             raise bad(None, str(exc)) from None
@@ -216,3 +232,31 @@ class TextStream:
         delta = text[len(self.sent) :] if text.startswith(self.sent) else ""
         self.sent = text
         return delta
+
+
+class LogprobStream:
+    """A choice's logprobs in its endpoint's shape (None when the request did not ask). A
+    stream's chunk carries the tokens committed since the previous chunk of the choice (their
+    text may still be held back by `TextStream`), its last chunk the rest: the pieces add up
+    to the whole answer's logprobs."""
+
+    def __init__(self, model: Model, req: ApiRequest) -> None:
+        self.model, self.chat = model, req.chat
+        self.on = req.logprobs is not None
+        self.pending: list[TokenLogprob] = []
+        self.offset = 0  # characters of the token strings sent (completions' text_offset)
+
+    def add(self, entries: list[TokenLogprob] | None) -> None:
+        if self.on:
+            self.pending += entries or []
+
+    def take(self) -> dict | None:
+        """The pending tokens' logprobs in the response shape; they are then sent."""
+        if not self.on:
+            return None
+        entries, self.pending = self.pending, []
+        if self.chat:
+            return chat_logprobs(entries, self.model.token_text)
+        body = completion_logprobs(entries, self.model.token_text, self.offset)
+        self.offset += sum(len(t) for t in body["tokens"])
+        return body
