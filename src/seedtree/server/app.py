@@ -9,7 +9,8 @@
 Every error is answered in the OpenAI shape `{"error": {message, type, param, code}}`. Streams
 are server-sent events ending in `data: [DONE]`. A request whose client goes away is aborted
 (its choices leave the engine at the next round). Each choice carries a `speculative` field:
-drafted, accepted, acceptance_rate, rounds, target and draft forwards, cached prompt tokens.
+its completion tokens, drafted, accepted, acceptance_rate, rounds, target and draft forwards,
+cached prompt tokens.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from seedtree.decoding.result import GenerationResult
 from seedtree.server.config import ServerConfig
 from seedtree.server.loop import EngineLoop
 from seedtree.server.metrics import Metrics
@@ -185,12 +187,16 @@ async def _whole(run: Completion, model: Model) -> dict:
             results[i] = out.result
     chat = run.req.chat
     choices = [
-        choice(chat, i, r.text, r.finish_reason, {"speculative": speculative_stats(r.stats)})
+        choice(chat, i, r.text, r.finish_reason, {"speculative": _speculative(r)})
         for i, r in sorted(results.items())
     ]
     completion_tokens = sum(len(r.token_ids) for r in results.values())
     head = envelope(chat, False, run.id, run.created, model.name)
     return head | {"choices": choices, "usage": usage(run.prompt_tokens, completion_tokens)}
+
+
+def _speculative(result: GenerationResult) -> dict:
+    return speculative_stats(result.stats, len(result.token_ids))
 
 
 def _event(body: dict | str) -> str:
@@ -215,7 +221,7 @@ async def _sse(run: Completion, model: Model) -> AsyncIterator[str]:
                 r = out.result
                 completion_tokens += len(r.token_ids)
                 last = chunk_choice(chat, i, streams[i].final(r.text), r.finish_reason)
-                last["speculative"] = speculative_stats(r.stats)
+                last["speculative"] = _speculative(r)
                 yield _event(head | {"choices": [last]})
             elif text := streams[i].update(out.token_ids):
                 yield _event(head | {"choices": [chunk_choice(chat, i, text, None)]})
