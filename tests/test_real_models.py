@@ -179,3 +179,73 @@ def test_seed_batched_tree_equals_ar_tree_at_temperature(llm):
         print(d.describe(llm.models.tokenizer, "seed-batched"))
         assert d.diagnosis is not None and d.diagnosis.gap is not None, d.label()
         assert d.diagnosis.gap < TIE, d.label()
+
+
+def first_text_divergence(llm, tree, local_texts, served_texts):
+    """The first request (in call order) whose served text differs from the in-process one, as a
+    Divergence along the in-process tokens: at the first token whose text is not a prefix of the
+    served text (the served text has no token ids; its rest is re-encoded for the other token)."""
+    tok = llm.models.tokenizer
+    for call, local, served in zip(tree.calls, local_texts, served_texts, strict=False):
+        for prompt, ids, a, b in zip(call.prompt_ids, call.output_ids, local, served, strict=True):
+            if a == b:
+                continue
+            i = next(
+                (
+                    i
+                    for i in range(len(ids))
+                    if not b.startswith(tok.decode(ids[: i + 1]).rstrip("\ufffd"))
+                ),
+                len(ids),
+            )
+            rest = b[len(tok.decode(ids[:i]).rstrip("\ufffd")) :]
+            other = ids[:i] + tok(rest, add_special_tokens=False)["input_ids"][:1]
+            return find_divergence(llm.models, prompt, ids, other)
+    return None
+
+
+def test_seedtree_serve_builds_the_in_process_tree_on_gsm8k(llm, tmp_path, monkeypatch):
+    """`seedtree run --backend openai`'s path (`run_dataset` with an endpoint) against
+    `seedtree serve` on the pair, started in this process (T=0, seed-batched on both sides): the
+    tree of GSM8K problem 0 is the in-process search's. The server batches a level's requests as
+    they arrive, so its batches may differ from the in-process ones: a divergence is accepted only
+    where the target's top-2 logits differ by < 1e-4 (a floating-point tie), printed either way."""
+    from seedtree.bench.serve import serving
+    from seedtree.report.text import format_tree
+    from seedtree.search import EngineConfig, SearchConfig, solve
+    from seedtree.search.engine import Engine
+    from seedtree.search.remote import Endpoint
+    from seedtree.search.run import run_dataset
+    from seedtree.server import ServerConfig
+    from seedtree.tasks import get_task
+
+    texts = {"seed-batched": [], "openai": []}  # per engine call, every request's text
+    run = Engine.run
+
+    def recording(self, prompts, n=1, phase="", level=0):
+        out = run(self, prompts, n, phase, level)
+        texts[self.method].append([r.text for rs in out for r in rs])
+        return out
+
+    monkeypatch.setattr(Engine, "run", recording)
+    task = get_task("gsm8k")
+    example = task.get(0)
+    search, engine = SearchConfig(k=2, b=1, depth=2), EngineConfig(max_new_tokens=48)
+    local = solve(llm.models, task, example, search, engine)
+    served = []
+    name = llm.models.name
+    with serving(llm, ServerConfig(model=name, method=engine.method)) as url:
+        summary = run_dataset(
+            None, task, [example], tmp_path / "run", search, engine,
+            progress=False, on_tree=served.append, endpoint=Endpoint(url, name),
+        )  # fmt: skip
+    [tree] = served
+    assert summary.method == "openai" and summary.examples == 1
+    assert tree.config["endpoint"]["chat"] is True  # the pair has a chat template, as in-process
+    print(format_tree(tree))
+    print(f"in-process {local.wall_s:.1f} s, through the server {tree.wall_s:.1f} s")
+    if tree.signature() != local.signature():
+        div = first_text_divergence(llm, local, texts["seed-batched"], texts["openai"])
+        print(f"the served tree differs from the in-process one: first divergence {div}")
+        assert div is not None and div.top2_gap < TIE, div
+    assert len(tree.nodes) in (3, 5)  # 5 unless the chosen first step is final

@@ -2,7 +2,8 @@
 `seedtree serve` (uvicorn on a free loopback port, in a thread) on tiny float64 models: the trees
 equal the in-process search's at T=0 and at T=0.7 with a seed (coupled sampling), through the
 library and through `seedtree solve/run` (results, resume, settings); the requests of a level
-are in flight together; 429s are retried; every failure is one line."""
+are in flight together (or, with `samples_per_request="n"`, a prompt's k samples are one request
+with n=k: the same tree at T=0); 429s are retried; every failure is one line."""
 
 import json
 import socket
@@ -88,6 +89,7 @@ def test_the_endpoint_builds_the_in_process_tree(llm, server, temperature):
         "backend": "openai",
         "base_url": server.url,
         "chat": False,  # the tiny tokenizer has no chat template: plain completions
+        "samples_per_request": "single",
         "model": MODEL,
     }
     assert len(remote.calls) == len(local.calls)
@@ -108,6 +110,29 @@ def test_a_level_s_requests_are_in_flight_together(llm, server):
     assert generate.requests == 3 and len(intervals) == 3
     assert {i["kind"] for i in intervals} == {"request"}
     assert max(i["start"] for i in intervals) < min(i["end"] for i in intervals)
+
+
+def test_n_samples_per_request_builds_the_same_tree_at_t0(llm, server):
+    """One request per prompt carrying n=k (what OpenAI ToT programs send): the tree of
+    requests of n=1, every call's token counts, and one "request" interval over its k jobs."""
+    search = SearchConfig(k=3, b=2, depth=2)
+    engine = EngineConfig(seed=5, max_new_tokens=8)
+    local, remote = both(llm, server.url, search, engine, samples_per_request="n")
+    assert remote.signature() == local.signature()
+    assert remote.config["endpoint"]["samples_per_request"] == "n"
+    for a, b in zip(local.calls, remote.calls, strict=True):
+        assert (b.phase, b.level, b.requests, b.seeds) == (a.phase, a.level, a.requests, a.seeds)
+        assert b.new_tokens == a.new_tokens and b.prompt_tokens == a.prompt_tokens
+        # one request per run of equal prompts (a state's k samples; at T=0 two states with
+        # the same thoughts have the same prompt too)
+        runs = 1 + sum(x != y for x, y in zip(a.prompt_ids, a.prompt_ids[1:], strict=False))
+        assert len(b.trace["intervals"]) == runs
+    first = remote.calls[0]  # level 1: one prompt, k samples
+    assert first.phase == "generate" and first.requests == 3
+    [request] = first.trace["intervals"]
+    assert request["kind"] == "request" and tuple(request["branches"]) == (0, 1, 2)
+    with pytest.raises(Exception, match="samples_per_request must be 'single' or 'n'"):
+        Endpoint(server.url, MODEL, samples_per_request="k")
 
 
 def test_max_concurrency_one_sends_one_at_a_time(llm, server):

@@ -137,6 +137,9 @@ def test_n_choices_per_prompt_equal_the_offline_samples(server, llm):
     assert [c.text for c in r.choices] == [ref.text for ref in refs]
     assert r.usage.prompt_tokens == sum(len(llm.encode(p)) for p in prompts)
     assert r.usage.completion_tokens == sum(len(ref.token_ids) for ref in refs)
+    # each choice's own count (`usage` only sums them)
+    counts = [c.model_extra["speculative"]["completion_tokens"] for c in r.choices]
+    assert counts == [len(ref.token_ids) for ref in refs]
 
 
 def test_stop_and_max_tokens_end_choices_with_the_right_reason(server, llm):

@@ -233,6 +233,19 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", type=Path, default=Path("bench"))
     _add_tree_args(bench, method=False)
 
+    bs = sub.add_parser(
+        "bench-serve", help="the same trees in-process and through seedtree serve (HTTP cost)"
+    )
+    bs.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    bs.add_argument("--limit", type=int, default=2, help="number of problems")
+    bs.add_argument("--start", type=int, default=0, help="first problem index")
+    bs.add_argument(
+        "--method", default="seed-batched", choices=STEP_METHODS, help="in-process and served"
+    )
+    bs.add_argument("--repeat", type=int, default=3, help="timed passes after one warm-up")
+    bs.add_argument("--out", type=Path, default=Path("bench"))
+    _add_tree_args(bs, method=False, backend=False)
+
     solve = sub.add_parser("solve", help="build the reasoning tree of one problem")
     solve.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
     solve.add_argument("--index", type=int, default=0, help="problem index in the task's data")
@@ -284,9 +297,10 @@ def _add_serve_parser(sub) -> None:
     _add_model_args(serve)
 
 
-def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
-    """Options shared by `solve`, `run` and `bench` (which takes `--methods` instead of
-    `--method`): data, engine, sampling, search, models."""
+def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: bool = True) -> None:
+    """Options shared by `solve`, `run`, `bench` (which takes `--methods` instead of
+    `--method`) and `bench-serve` (its own `--method`, no backend): data, engine, sampling,
+    search, backend, models."""
     from seedtree.search.config import ALGORITHMS
     from seedtree.search.engine import SEARCH_METHODS
 
@@ -316,7 +330,8 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True) -> None:
     s.add_argument("--evaluation", choices=["value", "vote"], help="default: the task's")
     s.add_argument("--n-evaluate", type=int, default=1, help="value samples / votes per level")
     s.add_argument("--threshold", type=float, default=5.0, help="dfs: prune children below")
-    _add_backend_args(p)
+    if backend:
+        _add_backend_args(p)
     _add_model_args(p)
 
 
@@ -854,6 +869,51 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_bench_serve(args) -> int:
+    from seedtree.tasks import get_task
+
+    try:
+        import openai  # noqa: F401  (the server modes' client: checked before the models load)
+
+        from seedtree.bench.serve import ServeBenchConfig, markdown_table, run_serve_bench
+    except ImportError as exc:
+        raise SeedtreeError(
+            f"seedtree bench-serve needs the server extra ({exc.name} is missing): "
+            'pip install -e ".[server]"'
+        ) from None
+    task = get_task(args.task)
+    search, engine, spec = _tree_configs(args)
+    cfg = ServeBenchConfig(
+        task=args.task,
+        limit=args.limit,
+        start=args.start,
+        repeat=args.repeat,
+        search=search,
+        engine=engine,
+        spec=spec,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+        data=str(args.data) if args.data else None,
+    )
+    n_problems = len(task.load(args.data))  # checks --data before the models load
+    if args.start >= n_problems:
+        raise SeedtreeError(
+            f"--start {args.start} is out of range: {args.task} has {n_problems} problems"
+        )
+    report = run_serve_bench(_llm(args), cfg, out=args.out)
+    print(markdown_table(report))
+    print(f"wrote {args.out / f'bench_serve_{args.task}.json'} (+ .md, trees per mode)")
+    differ = [m for m, r in report["median"].items() if r["same_tree_as_inprocess"] is False]
+    if differ:
+        print(
+            f"note: {', '.join(differ)}: a tree differs from the in-process one (server-n at "
+            "T > 0: by design; otherwise a tie of the target's scores under another batching, "
+            f"or a defect: compare the trees_serve_{args.task}_<mode>.json files)",
+            file=sys.stderr,
+        )
+    return 0
+
+
 def cmd_serve(args) -> int:
     from seedtree.decoding import SpecConfig
 
@@ -890,6 +950,7 @@ def cmd_serve(args) -> int:
 COMMANDS = {
     "serve": cmd_serve,
     "bench": cmd_bench,
+    "bench-serve": cmd_bench_serve,
     "solve": cmd_solve,
     "run": cmd_run,
     "generate": cmd_generate,
@@ -909,6 +970,7 @@ OUTPUTS = {
     "run": {"out": "dir"},
     "demo": {"out": "dir"},
     "bench": {"out": "dir"},
+    "bench-serve": {"out": "dir"},
     "bench-many": {"out": "dir"},
     "bench-decode": {"out": "file"},
 }

@@ -316,7 +316,7 @@ def run_task_bench(
     return report
 
 
-def _temperature(cfg: dict) -> str:
+def temperature_text(cfg: dict) -> str:
     """`0`, or `0.7 (coupled, seed 1)`: what a T > 0 row was sampled with."""
     sampling = cfg.get("sampling", {})
     t = sampling.get("temperature", 0)
@@ -379,7 +379,7 @@ def markdown_table(report: dict) -> str:
         f"**{cfg['task']}**: {len(report['examples'])} problems ({', '.join(report['examples'])}),"
         f" {s['algorithm']} k={s['k']} b={s['b']} depth={s['depth'] or 'task default'}, "
         f"max new tokens {cfg['max_new_tokens'] or 'task default'}, "
-        f"T={_temperature(cfg)}, target {cfg['dtype']}, "
+        f"T={temperature_text(cfg)}, target {cfg['dtype']}, "
         f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, lookup {cfg.get('lookup', 0)}, "
         f"{cfg['repeat']} passes (median "
         f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "

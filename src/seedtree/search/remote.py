@@ -2,7 +2,9 @@
 go out concurrently through the official `openai` async client, one request per (prompt, sample)
 with n=1 and the sample's own seed, so a server with seeded sampling (`seedtree serve`) builds
 the in-process tree; the answers come back as `GenerationResult`s and the rest of the search,
-tasks, reports and resume are unchanged.
+tasks, reports and resume are unchanged. `Endpoint.samples_per_request="n"` sends one request per
+prompt with n = its samples instead (what ToT programs written for OpenAI do): the same tree at
+T=0; at T>0 the server seeds its choices itself, so the samples may differ from in-process.
 
     Endpoint   where and how: base URL, model, key, chat or plain completions, concurrency
     connect    checks the endpoint answers and serves the model; settles `chat` when unset
@@ -31,6 +33,7 @@ from seedtree.validate import check_int, check_real
 BACKENDS = ("local", "openai")
 METHOD = "openai"  # the method name trees built on an endpoint carry
 MAX_CONCURRENCY = 1024
+SAMPLES_PER_REQUEST = ("single", "n")
 INSTALL = 'pip install openai (or pip install -e ".[server]")'
 
 
@@ -40,7 +43,10 @@ class Endpoint:
     /chat/completions (True) or as text to /completions (False); None = `connect` decides:
     what `seedtree serve` says of its model (chat template or not, as the in-process search
     does), else chat. At most `max_concurrency` requests in flight; each may take `timeout_s`
-    and is retried at most `retries` times."""
+    and is retried at most `retries` times. `samples_per_request`: "single" (one request per
+    (prompt, sample), n=1, the sample's seed) or "n" (one request per prompt, n = its samples,
+    the first sample's seed; `seedtree serve` seeds choice j from (seed, j), so at T>0 the
+    samples differ from the search's own per-sample seeds; at T=0 the tree is the same)."""
 
     base_url: str
     model: str
@@ -49,6 +55,7 @@ class Endpoint:
     max_concurrency: int = 16
     timeout_s: float = 600.0
     retries: int = 3
+    samples_per_request: str = "single"
 
     def __post_init__(self) -> None:
         url = self.base_url
@@ -71,10 +78,19 @@ class Endpoint:
         check_real("timeout_s", self.timeout_s)
         if self.timeout_s <= 0:
             raise SeedtreeError(f"timeout_s must be > 0, got {self.timeout_s}")
+        if self.samples_per_request not in SAMPLES_PER_REQUEST:
+            raise SeedtreeError(
+                f"samples_per_request must be 'single' or 'n', got {self.samples_per_request!r}"
+            )
 
     def settings(self) -> dict[str, Any]:
         """What a run folder records (the key is left out: it is a secret, not a setting)."""
-        return {"backend": METHOD, "base_url": self.base_url, "chat": self.chat}
+        return {
+            "backend": METHOD,
+            "base_url": self.base_url,
+            "chat": self.chat,
+            "samples_per_request": self.samples_per_request,
+        }
 
 
 # -- the client -----------------------------------------------------------------------------------
@@ -182,12 +198,39 @@ def connect(endpoint: Endpoint) -> Endpoint:
 
 
 # -- generate: one engine call -------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Request:
+    """One HTTP request: the jobs it answers (indices into the call's jobs, one per choice), the
+    prompt text, and the params (`n`: the number of jobs; the seed: the first job's)."""
+
+    jobs: tuple[int, ...]
+    text: str
+    params: SamplingParams
+
+
+def _requests(endpoint: Endpoint, jobs: list[tuple[str, SamplingParams]]) -> list[_Request]:
+    """With samples_per_request "single", one request per job; with "n", each run of
+    consecutive jobs that differ only in their seed (one prompt's samples, as `Engine.run` lists
+    them, or of several states whose prompts are the same) is one request with
+    n = its length and the run's first seed."""
+    if endpoint.samples_per_request == "single":
+        return [_Request((i,), text, params) for i, (text, params) in enumerate(jobs)]
+    runs: list[tuple[list[int], str, SamplingParams]] = []
+    for i, (text, params) in enumerate(jobs):
+        if runs and runs[-1][1] == text and replace(runs[-1][2], seed=params.seed) == params:
+            runs[-1][0].append(i)
+        else:
+            runs.append(([i], text, params))
+    return [_Request(tuple(ids), text, replace(params, n=len(ids))) for ids, text, params in runs]
+
+
 def _body(endpoint: Endpoint, text: str, params: SamplingParams) -> dict[str, Any]:
-    """One request: n=1, the sample's seed; `sampling` (our extra field) only when it matters
-    and differs from our server's default, so any OpenAI-compatible server accepts the rest."""
+    """One request: n (1 unless samples_per_request is "n"), the (first) sample's seed;
+    `sampling` (our extra field) only when it matters and differs from our server's default, so
+    any OpenAI-compatible server accepts the rest."""
     body: dict[str, Any] = {
         "model": endpoint.model,
-        "n": 1,
+        "n": params.n,
         "temperature": params.temperature,
         "top_p": params.top_p,
     }
@@ -206,19 +249,24 @@ def _body(endpoint: Endpoint, text: str, params: SamplingParams) -> dict[str, An
     return body
 
 
-def _stats(choice: Any, usage: Any, wall_s: float) -> DecodeStats:
-    """Token counts from `usage`; drafted, accepted, rounds, forwards and cached prompt tokens
-    from the choice's `speculative` field when the server is ours (zero otherwise)."""
+def _count(fields: dict, name: str) -> int | None:
+    value = fields.get(name)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _stats(choice: Any, new_tokens: int, usage: Any, wall_s: float) -> DecodeStats:
+    """`new_tokens`: the choice's completion tokens; the prompt's from `usage` (one prompt per
+    request); drafted, accepted, rounds, forwards and cached prompt tokens from the choice's
+    `speculative` field when the server is ours (zero otherwise)."""
     spec = getattr(choice, "speculative", None)
     spec = spec if isinstance(spec, dict) else {}
 
     def count(name: str) -> int:
-        value = spec.get(name)
-        return value if isinstance(value, int) and not isinstance(value, bool) else 0
+        return _count(spec, name) or 0
 
     return DecodeStats(
         method=METHOD,
-        new_tokens=getattr(usage, "completion_tokens", 0) or 0,
+        new_tokens=new_tokens,
         prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
         wall_s=wall_s,
         drafted=count("drafted"),
@@ -230,21 +278,40 @@ def _stats(choice: Any, usage: Any, wall_s: float) -> DecodeStats:
     )
 
 
-def _result(endpoint: Endpoint, text: str, response: Any, wall_s: float) -> GenerationResult:
-    if not response.choices:
+def _choice_tokens(choices: list[Any], usage: Any) -> list[int]:
+    """Each choice's completion tokens: our server's per-choice count, else `usage`'s total
+    (n=1), else (another server, n > 1) that total shared evenly, the remainder to the first."""
+    spec = [getattr(c, "speculative", None) for c in choices]
+    own = [_count(s, "completion_tokens") if isinstance(s, dict) else None for s in spec]
+    if all(t is not None for t in own):
+        return own
+    total, n = getattr(usage, "completion_tokens", 0) or 0, len(choices)
+    return [total // n + (j < total % n) for j in range(n)]
+
+
+def _results(
+    endpoint: Endpoint, request: _Request, response: Any, wall_s: float
+) -> list[GenerationResult]:
+    """A result per choice, in choice order (one per job of `request`)."""
+    n = len(request.jobs)
+    if len(response.choices or []) != n:
         raise SeedtreeError(
-            f"{endpoint.base_url} answered with no choices for model '{endpoint.model}': "
-            "check that the server is OpenAI-compatible"
+            f"{endpoint.base_url} answered with {len(response.choices or [])} choices for "
+            f"n={n} (model '{endpoint.model}'): check that the server is OpenAI-compatible"
         )
-    choice = response.choices[0]
-    out = (choice.message.content if endpoint.chat else choice.text) or ""
-    stats = _stats(choice, response.usage, wall_s)
-    return GenerationResult([], out, choice.finish_reason or "stop", stats, prompt=text)
+    choices = sorted(response.choices, key=lambda c: c.index or 0)
+    results = []
+    for choice, tokens in zip(choices, _choice_tokens(choices, response.usage), strict=True):
+        out = (choice.message.content if endpoint.chat else choice.text) or ""
+        stats = _stats(choice, tokens, response.usage, wall_s)
+        reason = choice.finish_reason or "stop"
+        results.append(GenerationResult([], out, reason, stats, prompt=request.text))
+    return results
 
 
-async def _one(client, gate, endpoint, index, text, params, trace) -> GenerationResult:
+async def _one(client, gate, endpoint, request: _Request, trace) -> list[GenerationResult]:
     openai = _openai()
-    body = _body(endpoint, text, params)
+    body = _body(endpoint, request.text, request.params)
     create = client.chat.completions.create if endpoint.chat else client.completions.create
     async with gate:
         start = trace.now()
@@ -253,33 +320,40 @@ async def _one(client, gate, endpoint, index, text, params, trace) -> Generation
         except openai.APIError as exc:
             raise _error(endpoint, exc) from None
         end = trace.now()
-    trace.add("request", [index], start, end)
-    return _result(endpoint, text, response, end - start)
+    trace.add("request", request.jobs, start, end)
+    return _results(endpoint, request, response, end - start)
 
 
 async def _all(endpoint: Endpoint, jobs: list[tuple[str, SamplingParams]], trace: Trace):
-    """Every job at once, at most `max_concurrency` in flight; the first failure cancels the
-    rest and is raised."""
+    """Every request at once, at most `max_concurrency` in flight; the first failure cancels
+    the rest and is raised. The results in job order."""
     gate = asyncio.Semaphore(endpoint.max_concurrency)
+    requests = _requests(endpoint, jobs)
     async with _client(endpoint) as client:
         tasks = [
-            asyncio.create_task(_one(client, gate, endpoint, i, text, params, trace))
-            for i, (text, params) in enumerate(jobs)
+            asyncio.create_task(_one(client, gate, endpoint, request, trace))
+            for request in requests
         ]
         try:
-            return await asyncio.gather(*tasks)
+            answers = await asyncio.gather(*tasks)
         except BaseException:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
+    results: list[GenerationResult | None] = [None] * len(jobs)
+    for request, answer in zip(requests, answers, strict=True):
+        for i, result in zip(request.jobs, answer, strict=True):
+            results[i] = result
+    return results
 
 
 def generate(
     endpoint: Endpoint, jobs: list[tuple[str, SamplingParams]]
 ) -> tuple[list[GenerationResult], Trace]:
     """One engine call on the endpoint: a result per (prompt text, params), in order, and the
-    call's timeline (one "request" interval per job, from send to answer)."""
+    call's timeline (one "request" interval per HTTP request, over the jobs it answers, from
+    send to answer)."""
     if endpoint.chat is None:
         endpoint = connect(endpoint)
     trace = Trace(method=METHOD)

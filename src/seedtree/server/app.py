@@ -9,9 +9,10 @@
 Every error is answered in the OpenAI shape `{"error": {message, type, param, code}}`. Streams
 are server-sent events ending in `data: [DONE]`. A request whose client goes away is aborted
 (its choices leave the engine at the next round). Each choice carries a `speculative` field:
-drafted, accepted, acceptance_rate, rounds, target and draft forwards, cached prompt tokens.
-Asked for, each choice (each stream chunk: its new tokens) carries `logprobs`: the target's raw
-log-softmax where each token was emitted, before temperature and top-p (`protocol`).
+its completion tokens, drafted, accepted, acceptance_rate, rounds, target and draft forwards,
+cached prompt tokens. Asked for, each choice (each stream chunk: its new tokens) carries
+`logprobs`: the target's raw log-softmax where each token was emitted, before temperature and
+top-p (`protocol`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from seedtree.decoding.result import GenerationResult
 from seedtree.server.config import ServerConfig
 from seedtree.server.loop import EngineLoop
 from seedtree.server.metrics import Metrics
@@ -190,11 +192,15 @@ async def _whole(run: Completion, model: Model) -> dict:
     for i, r in sorted(results.items()):
         logprobs = LogprobStream(model, run.req)
         logprobs.add(r.logprobs)
-        extra = {"speculative": speculative_stats(r.stats)}
+        extra = {"speculative": _speculative(r)}
         choices.append(choice(chat, i, r.text, r.finish_reason, extra, logprobs.take()))
     completion_tokens = sum(len(r.token_ids) for r in results.values())
     head = envelope(chat, False, run.id, run.created, model.name)
     return head | {"choices": choices, "usage": usage(run.prompt_tokens, completion_tokens)}
+
+
+def _speculative(result: GenerationResult) -> dict:
+    return speculative_stats(result.stats, len(result.token_ids))
 
 
 def _event(body: dict | str) -> str:
@@ -223,7 +229,7 @@ async def _sse(run: Completion, model: Model) -> AsyncIterator[str]:
                 completion_tokens += len(r.token_ids)
                 text = streams[i].final(r.text)
                 last = chunk_choice(chat, i, text, r.finish_reason, logprobs[i].take())
-                last["speculative"] = speculative_stats(r.stats)
+                last["speculative"] = _speculative(r)
                 yield _event(head | {"choices": [last]})
             elif text := streams[i].update(out.token_ids):
                 piece = chunk_choice(chat, i, text, None, logprobs[i].take())

@@ -326,9 +326,11 @@ def parse_chat(body: Any) -> ApiRequest:
 
 
 # -- responses ------------------------------------------------------------------------------------
-def speculative_stats(stats: DecodeStats) -> dict:
-    """Per choice: what the draft proposed and the target kept (vLLM hides this when n > 1)."""
+def speculative_stats(stats: DecodeStats, completion_tokens: int) -> dict:
+    """Per choice: what the draft proposed and the target kept (vLLM hides this when n > 1), and
+    the choice's own completion tokens (`usage` sums them over the choices of a request)."""
     return {
+        "completion_tokens": completion_tokens,
         "drafted": stats.drafted,
         "accepted": stats.accepted,
         "acceptance_rate": stats.alpha,
