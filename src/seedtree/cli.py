@@ -272,6 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--trees", action="store_true", help="also save each tree as JSON")
     _add_tree_args(run)
+    _add_ray_args(run, "solve the problems on N Ray replicas, each with its own model pair")
     _add_serve_parser(sub)
     return parser
 
@@ -295,6 +296,34 @@ def _add_serve_parser(sub) -> None:
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
     _add_lookup(g)
     _add_model_args(serve)
+    _add_ray_args(serve, "serve from N Ray Serve replicas, each with its own model pair")
+
+
+def _add_ray_args(p: argparse.ArgumentParser, what: str) -> None:
+    g = p.add_argument_group("Ray", f'{what} (pip install "seedtree[ray]")')
+    g.add_argument(
+        "--ray",
+        nargs="?",
+        const="auto",
+        metavar="ADDRESS",
+        help="the Ray cluster: auto (the default: the one `ray start` made here), local (start "
+        "Ray on this machine for this command), ray://HOST:PORT (Ray Client) or HOST:PORT",
+    )
+    g.add_argument(
+        "--replicas",
+        type=int,
+        metavar="N",
+        help="replicas, each with its own pair (1..64, default 1)",
+    )
+    g.add_argument(
+        "--cpus-per-replica", type=int, metavar="C", help="CPUs and torch threads each (default 1)"
+    )
+    g.add_argument(
+        "--gpus-per-replica",
+        type=float,
+        metavar="G",
+        help="GPUs each, with --device cuda (default 0)",
+    )
 
 
 def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: bool = True) -> None:
@@ -388,19 +417,23 @@ def parse_k_config(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _model_settings(args):
+    with exit_on_interrupt():  # transformers may load here
+        from seedtree.llm import ModelSettings
+
+    return ModelSettings(
+        args.pair,
+        draft=args.draft,
+        target=args.target,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+        device=args.device,
+    )
+
+
 def _llm(args, progress: bool = True):
     with exit_on_interrupt():
-        from seedtree.llm import LLM
-
-        return LLM(
-            args.pair,
-            draft=args.draft,
-            target=args.target,
-            dtype=args.dtype,
-            draft_dtype=args.draft_dtype,
-            progress=progress,
-            device=args.device,
-        )
+        return _model_settings(args).load(progress)
 
 
 def cmd_generate(args) -> int:
@@ -750,11 +783,28 @@ def _compared_engine(method: str, engine):
     return replace(engine, method=method)
 
 
-def _model_label(args) -> str:
-    """The pair as `load_pair` names it, known before it loads."""
-    from seedtree.models import DEFAULT_PAIR
+def _ray_config(args):
+    """`--ray`'s RayConfig, checked, with Ray importable; None without `--ray` (where the
+    replica options are an error)."""
+    sizes = {"--replicas": args.replicas, "--cpus-per-replica": args.cpus_per_replica}
+    sizes["--gpus-per-replica"] = args.gpus_per_replica
+    if args.ray is None:
+        given = [name for name, value in sizes.items() if value is not None]
+        if given:
+            them = "it" if len(given) == 1 else "them"
+            raise SeedtreeError(f"{', '.join(given)}: only with --ray: add it, or drop {them}")
+        return None
+    from seedtree.distributed.cluster import RayConfig, check_device, import_ray
 
-    return f"{args.draft} -> {args.target}" if args.draft else (args.pair or DEFAULT_PAIR)
+    import_ray()
+    config = RayConfig(
+        args.ray,
+        replicas=1 if args.replicas is None else args.replicas,
+        cpus=1 if args.cpus_per_replica is None else args.cpus_per_replica,
+        gpus=0.0 if args.gpus_per_replica is None else args.gpus_per_replica,
+    )
+    check_device(_model_settings(args), config)
+    return config
 
 
 def cmd_run(args) -> int:
@@ -766,6 +816,11 @@ def cmd_run(args) -> int:
     search, engine, spec = _tree_configs(args)
     if args.limit < 1 or args.start < 0:
         raise SeedtreeError("--limit must be >= 1 and --start >= 0")
+    ray_config = _ray_config(args)
+    if ray_config is not None and args.backend != "local":
+        raise SeedtreeError(
+            "--ray runs local models on Ray replicas, --backend openai a server's: drop one"
+        )
     examples = task.load(args.data)
     if args.start >= len(examples):
         raise SeedtreeError(
@@ -775,7 +830,7 @@ def cmd_run(args) -> int:
     data = str(args.data.resolve()) if args.data else None
     endpoint = _endpoint(args)
     if endpoint is None:
-        label, dtype = _model_label(args), args.dtype
+        label, dtype = _model_settings(args).label(), args.dtype
     else:
         label, dtype = endpoint.model, None
     settings = run_settings(task.name, label, dtype, engine, search, spec, data, endpoint)
@@ -788,15 +843,26 @@ def cmd_run(args) -> int:
     # the folder is locked and checked (busy, finished records without --resume, other
     # settings) before the models load, and stays locked to the end
     with open_run(args.out, settings, args.resume, args.allow_mixed) as folder:
-        pair = None if endpoint is not None else _llm(args).models
-        summary = run_in_folder(
-            pair, task, examples, folder, search, engine, spec, on_tree=on_tree, endpoint=endpoint
-        )
+        if ray_config is not None:
+            from seedtree.distributed.ray_run import run_on_ray
+
+            models = _model_settings(args)
+            ray_run = run_on_ray(
+                models, task, examples, folder, search, engine, spec, ray_config, on_tree=on_tree
+            )
+            summary = ray_run.summary
+        else:
+            pair = None if endpoint is not None else _llm(args).models
+            summary = run_in_folder(
+                pair, task, examples, folder, search, engine, spec,
+                on_tree=on_tree, endpoint=endpoint,
+            )  # fmt: skip
     print(
         f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "
         f"(accuracy {summary.accuracy:.2f}, mean score {summary.mean_score:.2f}), "
         f"{summary.wall_s:.1f} s, {summary.tokens_per_s:.2f} tokens/s, "
         f"unparsed values {summary.unparsed_values}"
+        + (f", errors {summary.errors} (see 'error' in the results)" if summary.errors else "")
         + (
             " (interrupted: finished problems are saved; rerun with --resume)"
             if summary.interrupted
@@ -928,22 +994,32 @@ def cmd_serve(args) -> int:
     if not 0 <= args.port <= 65535:
         raise SeedtreeError(f"--port must be in [0, 65535], got {args.port}")
     spec = SpecConfig(gamma=args.gamma, k_config=parse_k_config(args.k_config), lookup=args.lookup)
+
+    def config(model: str) -> ServerConfig:
+        return ServerConfig(
+            model=args.served_model_name or model,
+            method=args.method,
+            spec=spec,
+            api_key=args.api_key,
+            max_queued=args.max_queued,
+            max_model_len=args.max_model_len,
+            drain_s=args.drain,
+        )
+
+    ray_config = _ray_config(args)
+    if ray_config is not None:  # each replica loads its pair (and checks --max-model-len)
+        from seedtree.distributed.ray_serve import serve_on_ray
+
+        models = _model_settings(args)
+        serve_on_ray(models, config(models.label()), ray_config, args.host, args.port)
+        return 0
     llm = _llm(args)
     if args.max_model_len is not None and args.max_model_len > llm.models.max_context:
         raise SeedtreeError(
             f"--max-model-len {args.max_model_len} exceeds the model's "
             f"{llm.models.max_context}-token context: give at most that"
         )
-    config = ServerConfig(
-        model=args.served_model_name or llm.models.name,
-        method=args.method,
-        spec=spec,
-        api_key=args.api_key,
-        max_queued=args.max_queued,
-        max_model_len=args.max_model_len,
-        drain_s=args.drain,
-    )
-    serve(llm, config, args.host, args.port)
+    serve(llm, config(llm.models.name), args.host, args.port)
     return 0
 
 

@@ -7,11 +7,14 @@ llm = LLM("qwen2.5-coder", dtype="bfloat16")
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.engine import ManyResult, PrefixCache, expand_requests, generate_many, get_method
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, load_pair
+from seedtree.models.registry import DEFAULT_PAIR
 from seedtree.validate import check_generate_args
 
 
@@ -90,3 +93,31 @@ class LLM:
         for i, result in enumerate(self.last_run.results):
             result.prompt = prompts[i // params.n]
         return self.last_run
+
+
+@dataclass(frozen=True)
+class ModelSettings:
+    """What an `LLM` loads, as plain data: the CLI builds one from its model options, and a Ray
+    replica gets one (never the models) and loads its own pair with the same `load`."""
+
+    pair: str | None = None
+    draft: str | None = None
+    target: str | None = None
+    dtype: str = "float32"
+    draft_dtype: str | None = "int8"
+    device: str = "cpu"
+
+    def load(self, progress: bool = True) -> LLM:
+        return LLM(
+            self.pair,
+            draft=self.draft,
+            target=self.target,
+            dtype=self.dtype,
+            draft_dtype=self.draft_dtype,
+            progress=progress,
+            device=self.device,
+        )
+
+    def label(self) -> str:
+        """The pair's name as `load_pair` gives it, known before it loads."""
+        return f"{self.draft} -> {self.target}" if self.draft else (self.pair or DEFAULT_PAIR)

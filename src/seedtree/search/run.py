@@ -1,7 +1,8 @@
 """A dataset slice, one example after another: one JSONL record per finished example, appended
 whole as it completes (Ctrl-C or a kill loses nothing finished), `resume` skips ids already in the
 file, and a summary (score, time, tokens/s, unparsed values) at the end. The folder itself (lock,
-settings, partial lines) is `search.results`."""
+settings, partial lines) is `search.results`. A problem that could not be solved at all (its Ray
+replica died at every try: `distributed.ray_run`) has an error record: `error_record`."""
 
 from __future__ import annotations
 
@@ -32,8 +33,12 @@ class RunSummary:
     new_tokens: int
     tokens_per_s: float
     unparsed_values: int
+    errors: int = 0  # error records (counted as examples, not correct)
     interrupted: bool = False
     ids: list[str] = field(default_factory=list)
+
+
+TIMING = ("wall_s", "generate_s", "evaluate_s")  # the record fields that vary from run to run
 
 
 def record_of(tree, index: int) -> dict:
@@ -56,6 +61,30 @@ def record_of(tree, index: int) -> dict:
     }
 
 
+def error_record(example: Any, task: str, method: str, error: str) -> dict:
+    """The record of a problem that has no tree: not correct, score 0, nothing generated, and
+    `error` says why. Only such records have an `error` field, so files written before it
+    existed read the same; `--resume` skips them like any finished problem."""
+    return {
+        "id": str(example.id),
+        "index": example.index,
+        "task": task,
+        "method": method,
+        "answer": None,
+        "metrics": {},
+        "correct": False,
+        "score": 0.0,
+        "wall_s": 0.0,
+        "generate_s": 0.0,
+        "evaluate_s": 0.0,
+        "new_tokens": 0,
+        "nodes": 0,
+        "unparsed_values": 0,
+        "signature": None,
+        "error": error,
+    }
+
+
 def summarize(task: str, method: str, records: list[dict], interrupted=False) -> RunSummary:
     wall = sum(r["wall_s"] for r in records)
     tokens = sum(r["new_tokens"] for r in records)
@@ -71,6 +100,7 @@ def summarize(task: str, method: str, records: list[dict], interrupted=False) ->
         new_tokens=tokens,
         tokens_per_s=tokens / wall if wall else 0.0,
         unparsed_values=sum(r["unparsed_values"] for r in records),
+        errors=sum(1 for r in records if r.get("error")),
         interrupted=interrupted,
         ids=[r["id"] for r in records],
     )
