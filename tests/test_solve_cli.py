@@ -8,7 +8,7 @@ from conftest import save_pair_folders
 
 from seedtree.cli import main
 from seedtree.models.tiny import tiny_pair
-from seedtree.search import EngineConfig, SearchConfig, Tree
+from seedtree.search import EngineConfig, SearchConfig, Tree, solve
 from seedtree.search.results import read_results
 from seedtree.search.run import run_dataset
 from seedtree.tasks import get_task
@@ -94,6 +94,25 @@ def test_ctrl_c_keeps_finished_problems(tmp_path):
     )
     assert not summary.interrupted and summary.examples == 4
     assert [r["id"] for r in read_results(tmp_path / "results.jsonl")] == [e.id for e in examples]
+
+
+def test_a_run_shares_one_prefix_cache_across_its_problems(tmp_path):
+    """The second problem's first call finds the task's shared prompt text cached by the first,
+    and every tree is the one a fresh cache builds."""
+    pair = tiny_pair(seed=0, context=4096)
+    task = get_task("gsm8k")
+    search = SearchConfig(k=2, depth=1)
+    engine = EngineConfig(method="seed-batched", max_new_tokens=4)
+    examples = task.load()[:2]
+    trees = []
+    run_dataset(
+        pair, task, examples, tmp_path, search, engine, progress=False, on_tree=trees.append
+    )
+    assert trees[0].calls[0].cached_tokens == 0
+    assert trees[1].calls[0].cached_tokens > 0  # the few-shot prefix, prefilled once
+    for tree, example in zip(trees, examples, strict=True):
+        alone = solve(pair, task, example, search, engine)
+        assert tree.signature() == alone.signature()
 
 
 @pytest.mark.parametrize(

@@ -40,6 +40,7 @@ from seedtree.distributed.cluster import (
     import_ray,
     load_replica,
 )
+from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.errors import SeedtreeError
 from seedtree.llm import ModelSettings
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
@@ -91,6 +92,7 @@ class Replica:
 
     def __init__(self, work: Work) -> None:
         self.work, self.pair = work, None
+        self.cache = PrefixCache()  # shared by this replica's trees, as in `run_in_folder`
 
     def load(self) -> Loaded:
         try:
@@ -102,7 +104,7 @@ class Replica:
 
     def solve(self, example: Any) -> Solved:
         w = self.work
-        tree = solve(self.pair, w.task, example, w.search, w.engine, w.spec)
+        tree = solve(self.pair, w.task, example, w.search, w.engine, w.spec, self.cache)
         return Solved(record_of(tree, example.index), tree.to_dict() if w.trees else None)
 
 

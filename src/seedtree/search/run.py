@@ -14,6 +14,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from seedtree.decoding import SpecConfig
+from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.remote import METHOD, Endpoint, connect
@@ -161,9 +162,12 @@ def run_in_folder(
     todo = [e for e in examples if str(e.id) not in finished]
     interrupted = False
     bar = tqdm(todo, desc=f"{task.name} {method}", disable=not progress, unit="problem")
+    # one prefix cache for the whole run: the task's shared prompt text (few-shot examples,
+    # instructions) is prefilled once, not once per problem
+    cache = PrefixCache() if endpoint is None else None
     try:
         for example in bar:
-            tree = solve(pair, task, example, search, engine, spec, endpoint=endpoint)
+            tree = solve(pair, task, example, search, engine, spec, cache, endpoint=endpoint)
             folder.append(record_of(tree, example.index))
             if on_tree is not None:
                 on_tree(tree)
