@@ -116,10 +116,10 @@ def test_failing_branch_is_isolated(pair, monkeypatch):
 
     original = branch_mod.Branch.round_shape
 
-    def flaky(self, lookup=0):
+    def flaky(self):
         if self.index == 0 and self.stats.rounds == 2:
             raise RuntimeError("simulated drafter crash")
-        return original(self, lookup)
+        return original(self)
 
     monkeypatch.setattr(branch_mod.Branch, "round_shape", flaky)
     prompts = prompts_for(pair, 3, seed=4)
@@ -151,10 +151,10 @@ def test_failed_batched_verification_costs_only_the_failing_branch(pair, monkeyp
                 raise RuntimeError("simulated batched forward failure")
         return forward(self, feeds)
 
-    def accept_fails(self, path, verdict):
+    def accept_fails(self, path, verdict, logits):
         if self.index == 1 and self.stats.rounds == 3:
             raise RuntimeError("simulated commit failure")
-        return accept(self, path, verdict)
+        return accept(self, path, verdict, logits)
 
     monkeypatch.setattr(batch_mod.RaggedBatch, "forward", batch_fails_once)
     monkeypatch.setattr(branch_mod.Branch, "accept", accept_fails)

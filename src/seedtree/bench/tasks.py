@@ -372,6 +372,14 @@ def plot_report(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _speedup(row: dict, base: str, bold: bool = False) -> str:
+    """`row`'s speedup over `base`, or "-" when `base` was not among the methods run."""
+    value = row.get(f"speedup_vs_{base}")
+    if value is None:
+        return "-"
+    return f"**{value:.2f}x**" if bold else f"{value:.2f}x"
+
+
 def markdown_table(report: dict) -> str:
     cfg, s = report["config"], report["config"]["search"]
     c = report["c"]
@@ -405,7 +413,7 @@ def markdown_table(report: dict) -> str:
             f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
             f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | {hit} | {draft} | "
             f"{per_round} | {sources} | "
-            f"**{r.get('speedup_vs_ar', 0):.2f}x** | {r.get('speedup_vs_batched-ar', 0):.2f}x | "
+            f"{_speedup(r, 'ar', bold=True)} | {_speedup(r, 'batched-ar')} | "
             f"{r['x_bound']:.1f} | {r['score']:.2f} | {r.get('depth_reached', 0):.1f} | {same} | "
             f"{r['peak_rss_mb']:.0f} |"
         )

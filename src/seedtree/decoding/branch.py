@@ -109,14 +109,14 @@ class Branch:
             limit = lookup_length(self.lookup_acceptance.alpha, limit)
         return self.lookup.propose(self.doc, min(limit, self.seq.remaining - 1))
 
-    def round_shape(self, lookup: int = 0) -> tuple[int, ...]:
+    def round_shape(self) -> tuple[int, ...]:
         """This round's model-draft shape: the method's, as deep as adaptive speculation finds
-        worth it beside `lookup` lookup candidates, never past what may still be generated (a
-        round emits at most depth + 1 tokens)."""
+        worth it from the draft model's own acceptance, never past what may still be generated
+        (a round emits at most depth + 1 tokens). Lookup candidates do not shorten it: they are
+        free extra rows beside the model's chain (see `adaptive.best_gamma`)."""
         depth = len(self.shape)
         if self.spec.adaptive and depth:
-            alpha_lookup = self.lookup_acceptance.alpha
-            depth = best_gamma(self.acceptance.alpha, self.spec.c, depth, alpha_lookup, lookup)
+            depth = best_gamma(self.acceptance.alpha, self.spec.c, depth)
         return self.shape[: max(0, min(depth, self.seq.remaining - 1))]
 
     def unseen(self) -> list[int]:

@@ -115,7 +115,7 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
 def _draft(branches: list[Branch]) -> None:
     t = time.perf_counter()
     proposals = [b.lookup_proposal() for b in branches]  # free candidates (lookup drafting)
-    shapes = [b.round_shape(len(p)) for b, p in zip(branches, proposals, strict=True)]
+    shapes = [b.round_shape() for b in branches]
     for b in branches:  # a fresh tree: the root alone where the branch drafts nothing
         b.tree = TokenTree.root(b.seq.tokens[-1])
         b.q_base, b.q_fed = (b.q.length if b.q is not None else 0), 0
