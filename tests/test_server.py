@@ -490,3 +490,20 @@ def test_sigterm_finishes_in_flight_requests_then_exits(llm):
     assert any('"finish_reason": "length"' in line for line in lines)
     running.thread.join(timeout=WAIT_S)
     assert not running.thread.is_alive() and running.loop.pending == 0
+
+
+def test_run_off_main_thread_returns_and_raises_on_the_caller():
+    import threading
+
+    from seedtree.errors import SeedtreeError
+    from seedtree.server.run import run_off_main_thread
+
+    seen = []
+    assert run_off_main_thread(lambda: seen.append(threading.current_thread()) or 7) == 7
+    assert seen[0] is not threading.main_thread() and not seen[0].is_alive()  # gone after
+
+    def fail():
+        raise SeedtreeError("models missing: run seedtree models prepare")
+
+    with pytest.raises(SeedtreeError, match="models missing"):
+        run_off_main_thread(fail)

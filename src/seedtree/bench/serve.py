@@ -23,7 +23,10 @@ One thread at a time uses the models. Every tree through the server runs on a fr
 after the tree), so no server thread exists while the in-process mode runs, and every tree in
 every mode starts with an empty prefix cache, as each in-process tree does (a long-lived server
 would also share cached prompts across problems and passes, which would not be HTTP's doing).
-Starting and stopping a server is outside the timed tree.
+Starting and stopping a server is outside the timed tree. Every torch op runs on a short-lived
+thread (the pair is loaded on one; each in-process tree is built on one; each server's engine
+thread ends with its server), so the process never holds two OpenMP teams: a second team, even
+idle, slows every step of the other by 35-40% on this machine (`server.run.run_off_main_thread`).
 """
 
 from __future__ import annotations
@@ -50,7 +53,7 @@ from seedtree.llm import LLM
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
 from seedtree.search.remote import Endpoint, connect
 from seedtree.server import ServerConfig
-from seedtree.server.run import build_server
+from seedtree.server.run import build_server, run_off_main_thread
 from seedtree.tasks import get_task
 from seedtree.tasks.base import Task
 from seedtree.validate import check_int
@@ -134,7 +137,13 @@ def _trees(
     trees = []
     for example in examples:
         if mode == "inprocess":
-            trees.append(solve(llm.models, task, example, search, engine, cfg.spec))
+            # on a short-lived thread, as the server's engine runs on its own: one OpenMP team
+            # at a time in the process (`run_off_main_thread`), the same for both modes
+            trees.append(
+                run_off_main_thread(
+                    lambda e=example: solve(llm.models, task, e, search, engine, cfg.spec)
+                )
+            )
         else:
             with serving(llm, _server_config(llm, cfg)) as url:
                 endpoint = Endpoint(

@@ -7,7 +7,15 @@ from __future__ import annotations
 
 import sys
 
-from seedtree.cli.common import METHODS, endpoint_of, load_llm, parse_k_config, tree_configs
+from seedtree.cli.common import (
+    METHODS,
+    endpoint_of,
+    exit_on_interrupt,
+    load_llm,
+    model_settings,
+    parse_k_config,
+    tree_configs,
+)
 from seedtree.errors import SeedtreeError
 
 
@@ -188,7 +196,11 @@ def cmd_bench_serve(args) -> int:
         raise SeedtreeError(
             f"--start {args.start} is out of range: {args.task} has {n_problems} problems"
         )
-    report = run_serve_bench(load_llm(args), cfg, out=args.out)
+    from seedtree.server.run import run_off_main_thread
+
+    with exit_on_interrupt():  # the pair loads on a short-lived thread (see bench.serve)
+        llm = run_off_main_thread(lambda: model_settings(args).load(True))
+    report = run_serve_bench(llm, cfg, out=args.out)
     print(markdown_table(report))
     print(f"wrote {args.out / f'bench_serve_{args.task}.json'} (+ .md, trees per mode)")
     differ = [m for m, r in report["median"].items() if r["same_tree_as_inprocess"] is False]
