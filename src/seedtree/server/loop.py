@@ -29,6 +29,10 @@ from seedtree.server.config import ServerConfig
 
 MAX_TRACE = 10_000  # trace intervals kept; past that the engine starts a fresh trace
 RATE_WINDOW_S = 10.0  # tokens/s is measured over this window
+# An idle engine woken by a request waits this long for the ones sent with it (a ToT level's k
+# concurrent requests arrive a few ms apart) so they prefill and decode as one batch, as one n=k
+# request would; a busy engine never waits (arrivals join at its next step).
+ADMIT_WINDOW_S = 0.01
 
 Sink = Callable[[RequestOutput | BaseException], None]
 
@@ -164,8 +168,13 @@ class EngineLoop:
     def _run(self) -> None:
         while True:
             with self._cond:
+                idle = not self._busy()
                 while not (self._inbox or self._aborts or self._stopping) and not self._busy():
                     self._cond.wait()
+                if idle and self._inbox and not self._stopping:  # the requests sent with it
+                    deadline = time.monotonic() + ADMIT_WINDOW_S
+                    while (left := deadline - time.monotonic()) > 0 and not self._stopping:
+                        self._cond.wait(timeout=left)
                 jobs, self._inbox = self._inbox, []
                 aborts, self._aborts = self._aborts, []
                 stopping = self._stopping
