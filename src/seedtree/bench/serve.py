@@ -45,7 +45,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from seedtree.bench.stats import median_rows
-from seedtree.bench.tasks import machine, temperature_text
+from seedtree.bench.tasks import load_examples, machine, temperature_text
 from seedtree.decoding import SpecConfig
 from seedtree.engine import get_method
 from seedtree.errors import SeedtreeError
@@ -198,11 +198,7 @@ def run_serve_bench(
 ) -> dict:
     """The three modes on the same trees; the report (and, with `out`, its files)."""
     task = get_task(cfg.task)
-    examples = task.load(Path(cfg.data) if cfg.data else None)[cfg.start : cfg.start + cfg.limit]
-    if not examples:
-        raise SeedtreeError(
-            f"no {cfg.task} problems from index {cfg.start}: lower --start or check --data"
-        )
+    examples = load_examples(task, cfg.data, cfg.start, cfg.limit)
     warm = SearchConfig(k=2, b=1, depth=1)
     warm_engine = replace(cfg.engine, max_new_tokens=4)
     if progress:

@@ -41,6 +41,7 @@ from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.engine import SEARCH_METHODS
 from seedtree.tasks import get_task
+from seedtree.tasks.base import Task
 
 
 @dataclass(frozen=True)
@@ -228,15 +229,21 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
     return method, replace(spec, lookup=int(extra[6:]))
 
 
+def load_examples(task: Task, data: str | None, start: int, limit: int) -> list:
+    """Problems start .. start + limit of `task` (bundled, or the JSONL file `data`)."""
+    examples = task.load(Path(data) if data else None)[start : start + limit]
+    if not examples:
+        raise SeedtreeError(
+            f"no {task.name} problems from index {start}: lower --start or check --data"
+        )
+    return examples
+
+
 def run_task_bench(
     pair: ModelPair, cfg: TaskBenchConfig, out: Path | None = None, progress: bool = True
 ) -> dict:
     task = get_task(cfg.task)
-    examples = task.load(Path(cfg.data) if cfg.data else None)[cfg.start : cfg.start + cfg.limit]
-    if not examples:
-        raise SeedtreeError(
-            f"no {cfg.task} problems from index {cfg.start}: lower --start or check --data"
-        )
+    examples = load_examples(task, cfg.data, cfg.start, cfg.limit)
     spec = SpecConfig(
         gamma=cfg.gamma, k_config=cfg.k_config, adaptive=cfg.adaptive, lookup=cfg.lookup
     )
