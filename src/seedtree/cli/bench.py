@@ -10,10 +10,9 @@ import sys
 from seedtree.cli.common import (
     METHODS,
     endpoint_of,
-    exit_on_interrupt,
     load_llm,
-    model_settings,
     parse_k_config,
+    task_examples,
     tree_configs,
 )
 from seedtree.errors import SeedtreeError
@@ -129,11 +128,7 @@ def cmd_bench(args) -> int:
         parse_variant(name, spec)
     if args.limit < 1 or args.repeat < 1 or args.start < 0:
         raise SeedtreeError("--limit and --repeat must be >= 1 and --start >= 0")
-    n_problems = len(task.load(args.data))  # checks --data before models load
-    if args.start >= n_problems:
-        raise SeedtreeError(
-            f"--start {args.start} is out of range: {args.task} has {n_problems} problems"
-        )
+    task_examples(task, args)
     cfg = TaskBenchConfig(
         task=args.task,
         limit=args.limit,
@@ -191,16 +186,9 @@ def cmd_bench_serve(args) -> int:
         draft_dtype=args.draft_dtype,
         data=str(args.data) if args.data else None,
     )
-    n_problems = len(task.load(args.data))  # checks --data before the models load
-    if args.start >= n_problems:
-        raise SeedtreeError(
-            f"--start {args.start} is out of range: {args.task} has {n_problems} problems"
-        )
-    from seedtree.server.run import run_off_main_thread
-
-    with exit_on_interrupt():  # the pair loads on a short-lived thread (see bench.serve)
-        llm = run_off_main_thread(lambda: model_settings(args).load(True))
-    report = run_serve_bench(llm, cfg, out=args.out)
+    task_examples(task, args)
+    # the pair loads on a short-lived thread: one OpenMP team at a time (see bench.serve)
+    report = run_serve_bench(load_llm(args, own_thread=True), cfg, out=args.out)
     print(markdown_table(report))
     print(f"wrote {args.out / f'bench_serve_{args.task}.json'} (+ .md, trees per mode)")
     differ = [m for m, r in report["median"].items() if r["same_tree_as_inprocess"] is False]

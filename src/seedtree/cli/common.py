@@ -64,9 +64,26 @@ def model_settings(args):
     )
 
 
-def load_llm(args, progress: bool = True):
+def load_llm(args, progress: bool = True, own_thread: bool = False):
+    """The pair of the model options. `own_thread`: loaded on a short-lived thread, for a
+    process whose engine runs on a thread of its own (`server.run.run_off_main_thread`)."""
     with exit_on_interrupt():
-        return model_settings(args).load(progress)
+        if not own_thread:
+            return model_settings(args).load(progress)
+        from seedtree.server.run import run_off_main_thread
+
+        return run_off_main_thread(lambda: model_settings(args).load(progress))
+
+
+def task_examples(task, args) -> list:
+    """All of `task`'s problems (bundled, or `--data`), `--start` checked against them; read
+    before the models load, so a bad file or index costs nothing."""
+    examples = task.load(args.data)
+    if args.start >= len(examples):
+        raise SeedtreeError(
+            f"--start {args.start} is out of range: {task.name} has {len(examples)} problems"
+        )
+    return examples
 
 
 def sampling_configs(args) -> tuple:

@@ -11,6 +11,7 @@ from seedtree.cli.common import (
     model_settings,
     print_agreement,
     ray_config_of,
+    task_examples,
     tree_configs,
 )
 from seedtree.errors import SeedtreeError
@@ -81,12 +82,7 @@ def cmd_run(args) -> int:
         raise SeedtreeError(
             "--ray runs local models on Ray replicas, --backend openai a server's: drop one"
         )
-    examples = task.load(args.data)
-    if args.start >= len(examples):
-        raise SeedtreeError(
-            f"--start {args.start} is out of range: {task.name} has {len(examples)} problems"
-        )
-    examples = examples[args.start : args.start + args.limit]
+    examples = task_examples(task, args)[args.start : args.start + args.limit]
     data = str(args.data.resolve()) if args.data else None
     endpoint = endpoint_of(args)
     if endpoint is None:

@@ -4,7 +4,7 @@ the command runs."""
 
 from __future__ import annotations
 
-from seedtree.cli.common import exit_on_interrupt, model_settings, parse_k_config, ray_config_of
+from seedtree.cli.common import load_llm, model_settings, parse_k_config, ray_config_of
 from seedtree.errors import SeedtreeError
 
 
@@ -13,7 +13,7 @@ def cmd_serve(args) -> int:
 
     try:
         from seedtree.server import ServerConfig
-        from seedtree.server.run import run_off_main_thread, serve
+        from seedtree.server.run import serve
     except ImportError as exc:
         raise SeedtreeError(
             f"seedtree serve needs the server extra ({exc.name} is missing): "
@@ -41,8 +41,7 @@ def cmd_serve(args) -> int:
         models = model_settings(args)
         serve_on_ray(models, config(models.label()), ray_config, args.host, args.port)
         return 0
-    with exit_on_interrupt():  # Ctrl-C while the loading thread runs: exit at once
-        llm = run_off_main_thread(lambda: model_settings(args).load(True))
+    llm = load_llm(args, own_thread=True)  # the engine thread is then the only torch thread
     if args.max_model_len is not None and args.max_model_len > llm.models.max_context:
         raise SeedtreeError(
             f"--max-model-len {args.max_model_len} exceeds the model's "

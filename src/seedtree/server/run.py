@@ -7,8 +7,8 @@ in-flight responses; then the engine loop fails whatever is left and its thread 
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 import uvicorn
@@ -29,20 +29,8 @@ def run_off_main_thread(work: Callable[[], T]) -> T:
     team, even idle) it throttles spinning and the workers sleep between regions. Loading on the
     main thread left such a team behind, and the engine thread ran every call 35-40% slower
     (BENCHMARKS.md section 5). A thread's team goes when the thread exits."""
-    box: dict = {}
-
-    def run() -> None:
-        try:
-            box["value"] = work()
-        except BaseException as exc:  # re-raised on the calling thread
-            box["error"] = exc
-
-    thread = threading.Thread(target=run, name="seedtree-torch", daemon=True)
-    thread.start()
-    thread.join()
-    if "error" in box:
-        raise box["error"]
-    return box["value"]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedtree-torch") as pool:
+        return pool.submit(work).result()  # the thread exits as the pool shuts down
 
 
 class _Server(uvicorn.Server):
