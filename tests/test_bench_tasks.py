@@ -6,7 +6,8 @@ from importlib.resources import files
 
 import pytest
 
-from seedtree.bench.tasks import TaskBenchConfig, run_task_bench
+from seedtree.bench.tasks import TaskBenchConfig, markdown_table, parse_variant, run_task_bench
+from seedtree.decoding import SpecConfig
 from seedtree.errors import SeedtreeError
 from seedtree.models.tiny import tiny_pair
 from seedtree.search import SearchConfig, Tree
@@ -85,7 +86,6 @@ def test_bench_writes_table_plots_and_gantts(report):
 def test_bench_takes_sampling_and_data(tmp_path):
     """T > 0: the run samples (seeded); with coupled sampling (default) every method builds
     AR's trees, with speculative sampling "same tree as ar" is not claimed; --data is read."""
-    from seedtree.bench.tasks import markdown_table
     from seedtree.search import EngineConfig
 
     lines = (files("seedtree") / "data" / "gsm8k" / "test.jsonl").read_text().splitlines()
@@ -118,13 +118,14 @@ def test_bench_takes_sampling_and_data(tmp_path):
         run_task_bench(tiny_pair(seed=0, context=4096), replace(cfg, start=2), progress=False)
 
 
-def test_a_method_with_and_without_lookup_in_one_pass():
-    """`seed-batched+lookup6` is seed-batched with lookup drafting: both rows in one pass, the
-    same trees as ar, the lookup row with candidates accepted from lookup."""
+def test_a_method_with_and_without_lookup_and_dedup_in_one_pass():
+    """`seed-batched+lookup6` is seed-batched with lookup drafting, `+nodedup` without identical
+    greedy requests decoded once: rows in one pass, the same trees as ar, the lookup row with
+    candidates accepted from lookup, copied tokens only where dedup is on."""
     cfg = TaskBenchConfig(
         task="gsm8k",
         limit=1,
-        methods=("ar", "seed-batched", "seed-batched+lookup6"),
+        methods=("ar", "seed-batched", "seed-batched+lookup6", "seed-batched+lookup6+nodedup"),
         search=SearchConfig(k=3, b=2, depth=2),
         max_new_tokens=16,
         dtype="float64",
@@ -135,3 +136,10 @@ def test_a_method_with_and_without_lookup_in_one_pass():
     assert rows["seed-batched"]["accepted_lookup"] == 0
     assert rows["seed-batched+lookup6"]["accepted_lookup"] > 0
     assert report["agreement"]["seed-batched+lookup6"]["verdict"] == "yes"
+    assert report["agreement"]["seed-batched+lookup6+nodedup"]["verdict"] == "yes"
+    assert rows["seed-batched"]["copied_tokens"] > 0 and rows["ar"]["copied_tokens"] == 0
+    assert rows["seed-batched+lookup6+nodedup"]["copied_tokens"] == 0
+    assert rows["seed-batched+lookup6+nodedup"]["accepted_lookup"] > 0
+    assert "dedup on" in markdown_table(report)
+    with pytest.raises(SeedtreeError, match="METHOD\\+nodedup"):
+        parse_variant("sd+nodup", SpecConfig())

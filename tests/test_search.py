@@ -98,6 +98,22 @@ def test_every_method_builds_the_ar_tree(long_pair, task_name, algorithm, temper
         assert tree.method == method
 
 
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar-cached"])
+def test_identical_greedy_samples_are_decoded_once_in_a_tree(long_pair, method):
+    """At T=0 the k samples of a state are one text: the batched engine decodes it once and the
+    others copy it (the tree is unchanged); `--no-dedup` decodes all of them."""
+    task = TASKS["gsm8k"]()
+    reference = build(long_pair, task, "ar", "bfs")
+    tree = build(long_pair, task, method, "bfs")
+    every = build(long_pair, task, method, "bfs", spec=SpecConfig(dedup=False))
+    assert tree.signature() == every.signature() == reference.signature()
+    first = tree.calls[0]  # k = 3 samples of the root prompt
+    assert first.copied_tokens == 2 * len(first.output_ids[0]) > 0
+    assert first.copied_prompt_tokens == 2 * len(first.prompt_ids[0])  # one of three prefilled
+    assert sum(c.copied_tokens for c in every.calls) == 0
+    assert sum(c.rounds for c in tree.calls) < sum(c.rounds for c in every.calls)
+
+
 def test_bfs_sends_whole_levels_to_the_engine(long_pair):
     task = TASKS["gsm8k"]()
     tree = build(long_pair, task, "ar", "bfs")

@@ -324,3 +324,130 @@ def test_logprobs_off_cost_nothing_and_hf_assisted_refuses_them(pair, monkeypatc
         assert out.logprobs is None and "logprobs" not in out.to_dict()
     with pytest.raises(SeedtreeError, match="hf-assisted does not report logprobs"):
         generate_many(pair, [Request(prompt, SamplingParams(logprobs=0))], "hf-assisted")
+
+
+# -- identical greedy requests decoded once (SpecConfig.dedup) ----------------------------------
+def stream(engine: StepEngine) -> tuple[dict, dict]:
+    """Runs the engine dry: each request's streamed tokens and its result."""
+    streamed, results = {}, {}
+    while engine.has_unfinished():
+        for out in engine.step():
+            streamed.setdefault(out.request_id, []).extend(out.new_token_ids)
+            if out.finished:
+                results[out.request_id] = out.result
+    return streamed, results
+
+
+def decoded_branches(engine: StepEngine) -> set[int]:
+    return {b for iv in engine.trace.of_kind("verify") for b in iv.branches}
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar-cached"])
+def test_identical_greedy_requests_are_decoded_once(pair, method):
+    """k samples of one prompt at T=0 (seeds differ, as the search sends them) and one other
+    prompt: two branches decode; each copy streams and ends with AR's tokens, no work of its own."""
+    same, other = prompts_for(pair, 2, seed=11)
+    engine = StepEngine(pair, method, SpecConfig(gamma=4), PrefixCache())
+    for j in range(3):
+        engine.add_request(f"s{j}", same, SamplingParams(max_new_tokens=24, seed=j))
+    engine.add_request("o", other, SamplingParams(max_new_tokens=24, seed=0))
+    streamed, results = stream(engine)
+    assert decoded_branches(engine) == {0, 3}  # the first sample and the other prompt
+    ar = generate_ar(pair, same, SamplingParams(max_new_tokens=24)).token_ids
+    for j in range(3):
+        assert results[f"s{j}"].token_ids == streamed[f"s{j}"] == ar
+        assert results[f"s{j}"].stats.copied == (j > 0)
+    copy = results["s1"].stats
+    assert copy.rounds == copy.target_forwards == copy.drafted == 0 and copy.new_tokens == len(ar)
+    assert (
+        results["o"].token_ids
+        == generate_ar(pair, other, SamplingParams(max_new_tokens=24)).token_ids
+    )
+    assert not engine.leaders and not engine.following  # nothing kept once done
+
+
+GREEDY = SamplingParams(max_new_tokens=12)
+
+
+@pytest.mark.parametrize(
+    ("method", "spec", "first", "second"),
+    [
+        ("seed-batched", SpecConfig(dedup=False), GREEDY, GREEDY),
+        ("sd", SpecConfig(), GREEDY, GREEDY),  # serial: the paper's one-at-a-time baseline
+        (  # T > 0, even with one seed
+            "seed-batched",
+            SpecConfig(),
+            SamplingParams(temperature=0.8, max_new_tokens=12, seed=5),
+            SamplingParams(temperature=0.8, max_new_tokens=12, seed=5),
+        ),
+        ("seed-batched", SpecConfig(), GREEDY, SamplingParams(max_new_tokens=12, stop=("a",))),
+        ("seed-batched", SpecConfig(), GREEDY, SamplingParams(max_new_tokens=13)),
+    ],
+)
+def test_requests_decode_on_their_own_unless_identical_and_greedy(
+    pair, method, spec, first, second
+):
+    """Off, a serial method, T > 0 or other settings: both requests of one prompt decode."""
+    [ids] = prompts_for(pair, 1, seed=12)
+    engine = StepEngine(pair, method, spec)
+    engine.add_request(0, ids, first)
+    engine.add_request(1, ids, second)
+    _, results = stream(engine)
+    assert decoded_branches(engine) == {0, 1}
+    assert not any(r.stats.copied for r in results.values())
+
+
+def test_a_copy_joining_late_gets_every_token_so_far(pair):
+    [ids] = prompts_for(pair, 1, seed=13)
+    params = SamplingParams(max_new_tokens=30, ignore_eos=True, logprobs=2)
+    engine = StepEngine(pair, "seed-batched")
+    engine.add_request("first", ids, params)
+    engine.step()
+    engine.step()
+    engine.add_request("late", ids, params)
+    [late] = [o for o in engine.step() if o.request_id == "late"]
+    assert late.new_token_ids == late.token_ids and len(late.token_ids) >= 2
+    assert len(late.new_logprobs) == len(late.new_token_ids)
+    _, results = stream(engine)
+    first, copy = results["first"], results["late"]
+    assert copy.token_ids == first.token_ids and copy.stats.copied
+    assert copy.logprobs == first.logprobs and len(copy.logprobs) == 30
+
+
+def test_aborting_the_decoded_request_keeps_its_copies_going(pair):
+    [ids] = prompts_for(pair, 1, seed=14)
+    params = SamplingParams(max_new_tokens=30, ignore_eos=True)
+    engine = StepEngine(pair, "seed-batched")
+    for j in range(3):
+        engine.add_request(j, ids, params)
+    engine.step()
+    engine.step()
+    assert engine.abort(0) and not engine.abort(0)
+    [cancelled] = [o for o in engine.step() if o.request_id == 0]
+    assert cancelled.finished and cancelled.result.finish_reason == "cancelled"
+    assert cancelled.new_token_ids == []  # its tokens went out with the earlier steps
+    assert engine.abort(1)
+    _, results = stream(engine)
+    assert results[1].finish_reason == "cancelled"
+    assert results[2].token_ids == generate_ar(pair, ids, params).token_ids
+    assert results[2].finish_reason == "length"
+
+
+def test_aborting_every_request_of_a_branch_frees_it(pair):
+    [ids] = prompts_for(pair, 1, seed=15)
+    params = SamplingParams(max_new_tokens=40, ignore_eos=True)
+    engine = StepEngine(pair, "seed-batched")
+    engine.add_request("a", ids, params)
+    engine.add_request("b", ids, params)
+    engine.step()
+    branch = engine.ids["a"]
+    assert engine.abort("a") and branch.p.length > 0  # still decoding for "b"
+    assert engine.abort("b") and branch.p.length == 0 and branch not in engine.running
+    _, results = stream(engine)
+    assert {r: results[r].finish_reason for r in "ab"} == {"a": "cancelled", "b": "cancelled"}
+    assert not engine.ids and not engine.following and not engine.followers
+
+
+def test_dedup_option_is_checked():
+    with pytest.raises(SeedtreeError, match="dedup"):
+        SpecConfig(dedup="yes")

@@ -57,6 +57,7 @@ class TaskBenchConfig:
     k_config: tuple[int, ...] = (2, 1, 1)
     adaptive: bool = True
     lookup: int = 0  # lookup drafting: candidates per round at most (0: off)
+    dedup: bool = True  # identical greedy requests decoded once (batched methods)
     dtype: str = "float32"
     draft_dtype: str = "int8"
     sampling: EngineConfig = field(default_factory=EngineConfig)  # temperature, top_p, seed
@@ -193,6 +194,7 @@ def _method_row(trees, peak_mb: float, reference=None) -> dict:
         "tokens_per_round": (accepted + rounds) / rounds if rounds else None,
         "accepted_lookup": sum(c.lookup_accepted for c in calls),
         "accepted_model": accepted - sum(c.lookup_accepted for c in calls),
+        "copied_tokens": sum(c.copied_tokens for c in calls),
         "prefix_hit_rate": _engine_stat(calls, "prefix_hit_rate"),
         "mean_draft_len": _engine_stat(calls, "mean_draft_len"),
         "same_tree_as_ar": None
@@ -214,19 +216,25 @@ def machine() -> dict:
 
 
 def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
-    """A `--methods` entry: a registered method, or METHOD+lookupL (the method with lookup
-    drafting of up to L tokens, e.g. `seed-batched+lookup8`), so one pass can time a method with
-    and without it."""
-    method, plus, extra = name.partition("+")
+    """A `--methods` entry: a registered method with optional `+` changes, so one pass can time a
+    method with and without them: `+lookupL` (lookup drafting of up to L tokens), `+nodedup`
+    (identical greedy requests each decoded), e.g. `seed-batched+lookup8+nodedup`."""
+    method, *extras = name.split("+")
     if method not in SEARCH_METHODS:
         raise SeedtreeError(
             f"unknown method '{method}' in --methods: choose from {', '.join(SEARCH_METHODS)}"
         )
-    if not plus:
-        return method, spec
-    if not (extra.startswith("lookup") and extra[6:].isdigit()):
-        raise SeedtreeError(f"bad method '{name}': write METHOD+lookupL, e.g. seed-batched+lookup8")
-    return method, replace(spec, lookup=int(extra[6:]))
+    for extra in extras:
+        if extra.startswith("lookup") and extra[6:].isdigit():
+            spec = replace(spec, lookup=int(extra[6:]))
+        elif extra == "nodedup":
+            spec = replace(spec, dedup=False)
+        else:
+            raise SeedtreeError(
+                f"bad method '{name}': write METHOD, METHOD+lookupL or METHOD+nodedup, "
+                "e.g. seed-batched+lookup8"
+            )
+    return method, spec
 
 
 def load_examples(task: Task, data: str | None, start: int, limit: int) -> list:
@@ -245,7 +253,11 @@ def run_task_bench(
     task = get_task(cfg.task)
     examples = load_examples(task, cfg.data, cfg.start, cfg.limit)
     spec = SpecConfig(
-        gamma=cfg.gamma, k_config=cfg.k_config, adaptive=cfg.adaptive, lookup=cfg.lookup
+        gamma=cfg.gamma,
+        k_config=cfg.k_config,
+        adaptive=cfg.adaptive,
+        lookup=cfg.lookup,
+        dedup=cfg.dedup,
     )
     # "same tree as ar" is a promise at T=0 and with coupled sampling (the same seeds)
     exact = cfg.sampling.temperature == 0 or cfg.sampling.sampling == "coupled"
@@ -396,15 +408,16 @@ def markdown_table(report: dict) -> str:
         f"max new tokens {cfg['max_new_tokens'] or 'task default'}, "
         f"T={temperature_text(cfg)}, target {cfg['dtype']}, "
         f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, lookup {cfg.get('lookup', 0)}, "
-        f"{cfg['repeat']} passes (median "
+        f"dedup {'on' if cfg.get('dedup', False) else 'off'}, {cfg['repeat']} passes (median "
         f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "
         f"{c['target_step_s'] * 1000:.0f} ms per step). Bound (teacher-forced target, one "
         f"batched forward per call, a shared prompt prefilled once): {report['bound_s']:.1f} s.",
         "",
         "| method | wall s | generate s | evaluate s | tokens | tok/s | target fwd | alpha | "
-        "prefix hit | draft len | tok/round | accepted model+lookup | vs ar | vs batched-ar | "
+        "prefix hit | draft len | tok/round | accepted model+lookup | copied | vs ar | "
+        "vs batched-ar | "
         "x bound | score | depth | same tree as ar | peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     agreements = report.get("agreement", {})
     for m, r in report["median"].items():
@@ -419,7 +432,7 @@ def markdown_table(report: dict) -> str:
             f"| {m} | {r['wall_s']:.1f} [{r['wall_s_min']:.1f}-{r['wall_s_max']:.1f}] | "
             f"{r['generate_s']:.1f} | {r['evaluate_s']:.1f} | {r['new_tokens']:.0f} | "
             f"{r['tokens_per_s']:.2f} | {r['target_forwards']:.0f} | {alpha} | {hit} | {draft} | "
-            f"{per_round} | {sources} | "
+            f"{per_round} | {sources} | {r.get('copied_tokens', 0):.0f} | "
             f"{_speedup(r, 'ar', bold=True)} | {_speedup(r, 'batched-ar')} | "
             f"{r['x_bound']:.1f} | {r['score']:.2f} | {r.get('depth_reached', 0):.1f} | {same} | "
             f"{r['peak_rss_mb']:.0f} |"

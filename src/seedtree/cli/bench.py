@@ -141,6 +141,7 @@ def cmd_bench(args) -> int:
         k_config=spec.k_config,
         adaptive=spec.adaptive,
         lookup=spec.lookup,
+        dedup=spec.dedup,
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
         sampling=engine,

@@ -104,6 +104,7 @@ def sampling_configs(args) -> tuple:
         replacement=args.with_replacement,
         adaptive=not args.fixed_gamma,
         lookup=args.lookup,
+        dedup=args.dedup,
     )
 
 
@@ -140,6 +141,7 @@ def tree_configs(args) -> tuple:
         k_config=parse_k_config(args.k_config),
         adaptive=not args.fixed_gamma,
         lookup=args.lookup,
+        dedup=args.dedup,
     )
     return search, engine, spec
 

@@ -208,7 +208,7 @@ def _add_serve_parser(sub) -> None:
     g = serve.add_argument_group("speculation")
     g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
-    _add_lookup(g)
+    _add_reuse(g)
     _add_model_args(serve)
     _add_ray_args(serve, "serve from N Ray Serve replicas, each with its own model pair")
 
@@ -248,7 +248,7 @@ def _add_sampling_mode(g) -> None:
     )
 
 
-def _add_lookup(g) -> None:
+def _add_reuse(g) -> None:
     g.add_argument(
         "--lookup",
         type=int,
@@ -256,6 +256,13 @@ def _add_lookup(g) -> None:
         metavar="L",
         help="lookup drafting: also propose up to L tokens copied from text already written "
         "(prompt, sibling branches, earlier calls); free, lossless (default 0: off)",
+    )
+    g.add_argument(
+        "--no-dedup",
+        dest="dedup",
+        action="store_false",
+        help="decode every greedy request, even one identical to a request in flight "
+        "(default: decoded once, the copies take its tokens; batched methods)",
     )
 
 
@@ -276,7 +283,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="draft exactly gamma tokens every round (default: adaptive, 0..gamma from alpha)",
     )
-    _add_lookup(g)
+    _add_reuse(g)
     g.add_argument(
         "--k-config",
         default="2,1,1",
@@ -311,7 +318,7 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: boo
     g.add_argument(
         "--fixed-gamma", action="store_true", help="always draft gamma (no adaptive speculation)"
     )
-    _add_lookup(g)
+    _add_reuse(g)
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
     s = p.add_argument_group("search")
     s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")

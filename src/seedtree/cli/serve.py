@@ -21,7 +21,12 @@ def cmd_serve(args) -> int:
         ) from None
     if not 0 <= args.port <= 65535:
         raise SeedtreeError(f"--port must be in [0, 65535], got {args.port}")
-    spec = SpecConfig(gamma=args.gamma, k_config=parse_k_config(args.k_config), lookup=args.lookup)
+    spec = SpecConfig(
+        gamma=args.gamma,
+        k_config=parse_k_config(args.k_config),
+        lookup=args.lookup,
+        dedup=args.dedup,
+    )
 
     def config(model: str) -> ServerConfig:
         return ServerConfig(

@@ -103,6 +103,7 @@ class SpecConfig:
     c: float = 0.15  # draft step cost / target step cost (int8 0.5B vs bf16 1.5B on CPU: 0.14-0.18)
     min_draft_prob: float = 0.0
     lookup: int = 0  # lookup drafting: candidates copied from text already written, at most
+    dedup: bool = True  # identical greedy requests decoded once (batched step engine)
 
     def __post_init__(self) -> None:
         check_int("gamma", self.gamma)
@@ -127,6 +128,7 @@ class SpecConfig:
         if not isinstance(self.c, int | float) or not 0 < self.c < 10:
             raise SeedtreeError(f"c (draft/target cost ratio) must be in (0, 10), got {self.c}")
         check_int("lookup", self.lookup, 0, MAX_GAMMA)
+        check_bool("dedup", self.dedup)
         if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
 

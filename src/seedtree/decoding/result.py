@@ -24,6 +24,7 @@ class DecodeStats:
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     lookup_drafted: int = 0  # draft tokens only lookup proposed (in `drafted`)
     lookup_accepted: int = 0  # of those, accepted (in `accepted`; the model's: the rest)
+    copied: bool = False  # its tokens are an identical greedy request's (SpecConfig.dedup)
 
     @property
     def prefix_hit_rate(self) -> float:

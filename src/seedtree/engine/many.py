@@ -42,6 +42,7 @@ class RunStats:
     mean_draft_len: float = 0.0  # draft tokens per verification round, over all branches
     accepted_model: int = 0  # accepted draft tokens the draft model proposed
     accepted_lookup: int = 0  # accepted draft tokens only lookup drafting proposed
+    copied_tokens: int = 0  # tokens of identical greedy requests decoded once (SpecConfig.dedup)
 
 
 @dataclass
@@ -143,7 +144,8 @@ def _run_stats(method: str, results: list[GenerationResult], trace: Trace, start
     wall = time.perf_counter() - start
     tokens = sum(len(r.token_ids) for r in results)
     stats = [r.stats for r in results]
-    prompt = sum(s.prompt_tokens for s in stats)
+    decoded = [s for s in stats if not s.copied]  # a copy prefilled nothing
+    prompt = sum(s.prompt_tokens for s in decoded)
     rounds = sum(s.rounds for s in stats)
     return RunStats(
         method=method,
@@ -155,8 +157,9 @@ def _run_stats(method: str, results: list[GenerationResult], trace: Trace, start
         alpha=[s.alpha for s in stats],
         peak_rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         errors=sum(r.error is not None for r in results),
-        prefix_hit_rate=sum(s.cached_tokens for s in stats) / prompt if prompt else 0.0,
+        prefix_hit_rate=sum(s.cached_tokens for s in decoded) / prompt if prompt else 0.0,
         mean_draft_len=sum(s.drafted for s in stats) / rounds if rounds else 0.0,
         accepted_model=sum(s.accepted - s.lookup_accepted for s in stats),
         accepted_lookup=sum(s.lookup_accepted for s in stats),
+        copied_tokens=sum(s.new_tokens for s in stats if s.copied),
     )

@@ -13,6 +13,9 @@ One step is one round:
   3) ONE target forward verifies every branch; each branch accepts and commits;
   4) finished or aborted branches leave at once (their KV is freed); new requests join at the
      next step (continuous batching).
+A greedy request identical to one in flight (same prompt and settings) does not become a branch:
+it *follows* that request's branch and gets each token it commits (`SpecConfig.dedup`; batched
+methods). Aborting the request a branch decodes for leaves the branch running for its followers.
 The engine knows nothing about HTTP, tasks or trees. `schedule="serial"` methods run one request
 at a time (max_running 1) on the same code.
 """
@@ -20,15 +23,16 @@ at a time (max_running 1) on the same code.
 from __future__ import annotations
 
 import itertools
+import time
 from collections import deque
 from collections.abc import Hashable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from seedtree.decoding import speculative
 from seedtree.decoding.branch import Branch, Request
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import GenerationResult, TokenLogprob
+from seedtree.decoding.result import DecodeStats, GenerationResult, TokenLogprob
 from seedtree.decoding.sd import check_tree_fits
 from seedtree.engine.methods import Method, get_method
 from seedtree.engine.prefix_cache import PrefixCache
@@ -48,6 +52,16 @@ class RequestOutput:
     finished: bool
     result: GenerationResult | None = None  # when finished
     new_logprobs: list[TokenLogprob] | None = None  # of new_token_ids (SamplingParams.logprobs)
+
+
+@dataclass
+class _Follower:
+    """A request decoded by another's branch (an identical greedy request, `SpecConfig.dedup`)."""
+
+    request_id: Hashable
+    index: int  # order of arrival
+    start: float  # perf_counter at arrival
+    sent: int = 0  # tokens given out so far
 
 
 def check_prompt(pair: ModelPair, prompt_ids: list[int]) -> None:
@@ -85,25 +99,38 @@ class StepEngine:
         if self.spec.lookup and self.shape:
             self.lookup = lookup if lookup is not None else LookupIndex()
         self.max_running = 1 if self.method.schedule == "serial" else max_running
+        self.dedup = self.spec.dedup and self.method.schedule == "batched"
         self.trace = trace or Trace(method=self.method.name)
         self.waiting: deque[Branch] = deque()
         self.running: list[Branch] = []
         # requests in flight (a finished request is forgotten once its last output is out, so a
         # long-lived engine, e.g. the server's, holds no memory for requests it has served)
         self.ids: dict[Hashable, Branch] = {}
-        self.request_of: dict[int, Hashable] = {}
+        self.request_of: dict[int, Hashable | None] = {}  # None: aborted, decoded for followers
+        # identical greedy requests (SpecConfig.dedup): a key -> the branch decoding it, a
+        # branch's index -> the requests following it, a follower's id -> its branch
+        self.leaders: dict[tuple, Branch] = {}
+        self.followers: dict[int, list[_Follower]] = {}
+        self.following: dict[Hashable, Branch] = {}
+        self.pending: list[RequestOutput] = []  # made by abort(), sent with the next step
         self._indices = itertools.count()
         self.aborted: list[Branch] = []
         self.rounds = 0
 
     # -- requests -------------------------------------------------------------------------------
     def add_request(self, request_id: Hashable, prompt_ids: list[int], params: SamplingParams):
-        if request_id in self.ids:
+        if request_id in self.ids or request_id in self.following:
             raise SeedtreeError(f"request id {request_id!r} is already in use: pick another")
         check_prompt(self.pair, prompt_ids)
         if self.method.draft == "tree":
             check_tree_fits(self.pair, prompt_ids, self.spec)
         index = next(self._indices)
+        key = self._dedup_key(prompt_ids, params)
+        leader = self.leaders.get(key) if key is not None else None
+        if leader is not None:
+            self.followers[leader.index].append(_Follower(request_id, index, time.perf_counter()))
+            self.following[request_id] = leader
+            return
         branch = Branch(
             index, self.pair, Request(list(prompt_ids), params), self.spec, self.shape,
             self.method.name,
@@ -112,14 +139,55 @@ class StepEngine:
             branch.attach_lookup(self.lookup)
         self.ids[request_id] = branch
         self.request_of[index] = request_id
+        if key is not None:
+            self.leaders[key] = branch
+        self.followers[index] = []
         self.waiting.append(branch)
+
+    def _dedup_key(self, prompt_ids: list[int], params: SamplingParams) -> tuple | None:
+        """Requests with one key decode to the same tokens: greedy, the same prompt and settings
+        (a greedy request's seed changes nothing). None: this request decodes on its own."""
+        if not (self.dedup and params.greedy):
+            return None
+        return (tuple(prompt_ids), replace(params, seed=None))
 
     def abort(self, request_id: Hashable) -> bool:
         """Stop a request now and free its KV; its output (finish_reason "cancelled") comes with
-        the next step. Unknown or finished ids are ignored (False)."""
+        the next step. Unknown or finished ids are ignored (False). A branch that other requests
+        follow keeps decoding for them."""
+        if request_id in self.following:
+            return self._abort_follower(request_id)
         branch = self.ids.get(request_id)
         if branch is None or branch.done:
             return False
+        if self.followers[branch.index]:  # the others still need its tokens
+            del self.ids[request_id]
+            self.request_of[branch.index] = None
+            sent = len(branch.seq.generated)  # given out by earlier steps
+            self.pending.append(self._cancelled(request_id, branch.index, branch, sent))
+            return True
+        self._cancel(branch)
+        return True
+
+    def _abort_follower(self, request_id: Hashable) -> bool:
+        branch = self.following.pop(request_id)
+        followers = self.followers[branch.index]
+        [f] = [f for f in followers if f.request_id == request_id]
+        followers.remove(f)
+        self.pending.append(self._cancelled(request_id, f.index, branch, f.sent))
+        if not followers and self.request_of[branch.index] is None:
+            self._cancel(branch)  # nobody needs its tokens any more
+        return True
+
+    def _cancelled(self, request_id, index: int, branch: Branch, sent: int) -> RequestOutput:
+        """The output of a request aborted while `branch` goes on: the tokens so far."""
+        ids = list(branch.seq.generated)
+        stats = DecodeStats(method=self.method.name, new_tokens=len(ids))
+        stats.prompt_tokens = branch.stats.prompt_tokens
+        result = GenerationResult(ids, branch.seq.text(), "cancelled", stats)
+        return RequestOutput(request_id, index, ids[sent:], ids, True, result)
+
+    def _cancel(self, branch: Branch) -> None:
         branch.cancelled = True
         if branch in self.waiting:
             self.waiting.remove(branch)
@@ -127,14 +195,14 @@ class StepEngine:
             self.running.remove(branch)
         self._free(branch)
         self.aborted.append(branch)
-        return True
 
     def has_unfinished(self) -> bool:
-        return bool(self.waiting or self.running or self.aborted)
+        return bool(self.waiting or self.running or self.aborted or self.pending)
 
     # -- one round ------------------------------------------------------------------------------
     def step(self) -> list[RequestOutput]:
-        outputs = [self._finished(b) for b in self.aborted]
+        outputs, self.pending = self.pending, []
+        outputs += [o for b in self.aborted for o in self._finished(b)]
         self.aborted = []
         self._admit()
         active = [b for b in self.running if not b.done]
@@ -159,12 +227,12 @@ class StepEngine:
                 "verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids), accepted
             )
             self.rounds += 1
-            outputs += [self._update(b, before[b.index]) for b in active]
+            outputs += [o for b in active for o in self._update(b, before[b.index])]
         for b in [b for b in self.running if b.done]:
             self.running.remove(b)
             self._free(b)
             if b.index not in reported:  # failed before its first round
-                outputs.append(self._finished(b))
+                outputs += self._finished(b)
         return outputs
 
     def _admit(self) -> None:
@@ -194,21 +262,64 @@ class StepEngine:
         if b.q is not None:
             b.q.reset()
 
-    def _update(self, b: Branch, before: int) -> RequestOutput:
-        """What changed for branch b this step (its result when it is done)."""
+    def _update(self, b: Branch, before: int) -> list[RequestOutput]:
+        """What changed for branch b this step, for its request and its followers (their
+        results when it is done)."""
         if b.done:
             return self._finished(b, before)
         generated = b.seq.generated
+        outputs = self._followed(b, b.logprobs, None)
         rid = self.request_of[b.index]
-        logprobs = None if b.logprobs is None else b.logprobs[before:]
-        new = generated[before:]
-        return RequestOutput(rid, b.index, new, list(generated), False, new_logprobs=logprobs)
+        if rid is not None:
+            logprobs = None if b.logprobs is None else b.logprobs[before:]
+            new = generated[before:]
+            outputs.append(
+                RequestOutput(rid, b.index, new, list(generated), False, new_logprobs=logprobs)
+            )
+        return outputs
 
-    def _finished(self, b: Branch, before: int | None = None) -> RequestOutput:
-        """A request's last output (made once per request); the engine forgets it here."""
+    def _finished(self, b: Branch, before: int | None = None) -> list[RequestOutput]:
+        """A branch's last outputs (made once per branch); the engine forgets it here."""
+        for key in [k for k, v in self.leaders.items() if v is b]:
+            del self.leaders[key]  # later identical requests decode anew
         result = b.result()
+        outputs = self._followed(b, result.logprobs, result)
+        for f in self.followers.pop(b.index):
+            del self.following[f.request_id]
         rid, ids = self.request_of.pop(b.index), result.token_ids
+        if rid is None:  # aborted; decoded for its followers
+            return outputs
         del self.ids[rid]
         new = [] if before is None else ids[before:]
         logprobs = None if result.logprobs is None else result.logprobs[len(ids) - len(new) :]
-        return RequestOutput(rid, b.index, new, list(ids), True, result, logprobs)
+        return [*outputs, RequestOutput(rid, b.index, new, list(ids), True, result, logprobs)]
+
+    def _followed(self, b: Branch, logprobs, result: GenerationResult | None):
+        """The outputs of b's followers: its new tokens for each (and a copy of its result)."""
+        outputs, ids = [], list(b.seq.generated)
+        for f in self.followers[b.index]:
+            copy = None if result is None else _copy_result(result, time.perf_counter() - f.start)
+            new_logprobs = None if logprobs is None else list(logprobs[f.sent :])
+            out = RequestOutput(
+                f.request_id, f.index, ids[f.sent :], list(ids), result is not None, copy,
+                new_logprobs,
+            )  # fmt: skip
+            f.sent = len(ids)
+            outputs.append(out)
+        return outputs
+
+
+def _copy_result(result: GenerationResult, wall_s: float) -> GenerationResult:
+    """A follower's result: the tokens of the request it followed, no work of its own."""
+    stats = DecodeStats(
+        method=result.stats.method,
+        new_tokens=len(result.token_ids),
+        wall_s=wall_s,
+        prompt_tokens=result.stats.prompt_tokens,
+        copied=True,
+    )
+    logprobs = None if result.logprobs is None else list(result.logprobs)
+    return GenerationResult(
+        list(result.token_ids), result.text, result.finish_reason, stats, result.prompt,
+        result.error, logprobs,
+    )  # fmt: skip

@@ -150,6 +150,7 @@ class Engine:
             )
             results, trace = run.results, run.trace
         wall = time.perf_counter() - start
+        copies = [(q, r) for q, r in zip(requests, results, strict=True) if r.stats.copied]
         return results, Call(
             phase,
             level,
@@ -168,6 +169,8 @@ class Engine:
             seeds=[r.params.seed for r in requests],
             lookup_drafted=sum(r.stats.lookup_drafted for r in results),
             lookup_accepted=sum(r.stats.lookup_accepted for r in results),
+            copied_tokens=sum(len(r.token_ids) for _, r in copies),
+            copied_prompt_tokens=sum(len(q.prompt_ids) for q, _ in copies),
         )
 
     def _run_remote(self, jobs, phase: str, level: int) -> tuple[list[GenerationResult], Call]:

@@ -51,10 +51,14 @@ class Call:
     seeds: list[int] = field(default_factory=list)  # per request (coupled sampling's noise key)
     lookup_drafted: int = 0  # draft tokens only lookup drafting proposed (in `drafted`)
     lookup_accepted: int = 0  # of those, accepted (in `accepted`)
+    copied_tokens: int = 0  # tokens of requests identical to one decoded (SpecConfig.dedup)
+    copied_prompt_tokens: int = 0  # the prompt tokens of those requests (never prefilled)
 
     @property
     def prefix_hit_rate(self) -> float | None:
-        return self.cached_tokens / self.prompt_tokens if self.prompt_tokens else None
+        """Prompt tokens served by the prefix cache, of the requests prefilled (not copies)."""
+        prefilled = self.prompt_tokens - self.copied_prompt_tokens
+        return self.cached_tokens / prefilled if prefilled else None
 
     @property
     def mean_draft_len(self) -> float | None:
