@@ -331,6 +331,7 @@ SHAPES = [  # every method that verifies with the tree walk today, with each dra
     ("mcsd", TREE_REPLACEMENT),
     ("mcsd-seed", TREE),
     ("mcsd-seed", TREE_REPLACEMENT),
+    ("mcsd-batched", TREE),
 ]
 # seed and seed-batched (mcsd and mcsd-seed) give equal samples for equal seeds: distinct seeds
 # per case make every case an independent sample

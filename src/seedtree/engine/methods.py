@@ -65,6 +65,14 @@ REGISTRY: dict[str, Method] = {
             share_prefill=True,
             about="step engine: batched drafting, one verification per round, prefix cache",
         ),
+        Method(
+            "mcsd-batched",
+            "batched",
+            "tree",
+            prefix_cache=True,
+            share_prefill=True,
+            about="seed-batched with MCSD token trees (k_config) instead of chains",
+        ),
         Method("hf-assisted", "hf", "chain", about="transformers assisted generation (peer)"),
     )
 }
