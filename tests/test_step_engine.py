@@ -422,7 +422,9 @@ def test_aborting_the_decoded_request_keeps_its_copies_going(pair):
         engine.add_request(j, ids, params)
     engine.step()
     engine.step()
+    assert len(engine.running) == 1 and engine.running_requests == 3
     assert engine.abort(0) and not engine.abort(0)
+    assert engine.running_requests == 2
     [cancelled] = [o for o in engine.step() if o.request_id == 0]
     assert cancelled.finished and cancelled.result.finish_reason == "cancelled"
     assert cancelled.new_token_ids == []  # its tokens went out with the earlier steps

@@ -182,8 +182,9 @@ class StepEngine:
     def _cancelled(self, request_id, index: int, branch: Branch, sent: int) -> RequestOutput:
         """The output of a request aborted while `branch` goes on: the tokens so far."""
         ids = list(branch.seq.generated)
-        stats = DecodeStats(method=self.method.name, new_tokens=len(ids))
-        stats.prompt_tokens = branch.stats.prompt_tokens
+        stats = DecodeStats(
+            method=self.method.name, new_tokens=len(ids), prompt_tokens=branch.stats.prompt_tokens
+        )
         result = GenerationResult(ids, branch.seq.text(), "cancelled", stats)
         return RequestOutput(request_id, index, ids[sent:], ids, True, result)
 
@@ -195,6 +196,15 @@ class StepEngine:
             self.running.remove(branch)
         self._free(branch)
         self.aborted.append(branch)
+
+    @property
+    def running_requests(self) -> int:
+        """Requests being decoded now: those of the running branches and their followers (read
+        by the server's gauges from other threads: a snapshot, no lookup that can fail)."""
+        return sum(
+            (self.request_of.get(b.index) is not None) + len(self.followers.get(b.index, ()))
+            for b in list(self.running)
+        )
 
     def has_unfinished(self) -> bool:
         return bool(self.waiting or self.running or self.aborted or self.pending)

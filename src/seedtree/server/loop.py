@@ -123,11 +123,12 @@ class EngineLoop:
     @property
     def queue_depth(self) -> int:
         """Choices waiting for a running slot."""
-        return max(0, self._pending - len(self.engine.running))
+        return max(0, self._pending - self.engine.running_requests)
 
     @property
     def running(self) -> int:
-        return len(self.engine.running)
+        """Choices being decoded (an identical greedy choice follows another's branch)."""
+        return self.engine.running_requests
 
     def submit(self, jobs: list[Job]) -> None:
         """All of `jobs` join the engine at its next step, or none (QueueFull, ShuttingDown)."""
