@@ -278,7 +278,7 @@ class StepEngine:
         if b.done:
             return self._finished(b, before)
         generated = b.seq.generated
-        outputs = self._followed(b, b.logprobs, None)
+        outputs = self._followed(b)
         rid = self.request_of[b.index]
         if rid is not None:
             logprobs = None if b.logprobs is None else b.logprobs[before:]
@@ -293,7 +293,7 @@ class StepEngine:
         for key in [k for k, v in self.leaders.items() if v is b]:
             del self.leaders[key]  # later identical requests decode anew
         result = b.result()
-        outputs = self._followed(b, result.logprobs, result)
+        outputs = self._followed(b, result)
         for f in self.followers.pop(b.index):
             del self.following[f.request_id]
         rid, ids = self.request_of.pop(b.index), result.token_ids
@@ -304,9 +304,10 @@ class StepEngine:
         logprobs = None if result.logprobs is None else result.logprobs[len(ids) - len(new) :]
         return [*outputs, RequestOutput(rid, b.index, new, list(ids), True, result, logprobs)]
 
-    def _followed(self, b: Branch, logprobs, result: GenerationResult | None):
-        """The outputs of b's followers: its new tokens for each (and a copy of its result)."""
-        outputs, ids = [], list(b.seq.generated)
+    def _followed(self, b: Branch, result: GenerationResult | None = None):
+        """The outputs of b's followers: its new tokens for each (and a copy of its result, when
+        b is done)."""
+        outputs, ids, logprobs = [], list(b.seq.generated), b.logprobs
         for f in self.followers[b.index]:
             copy = None if result is None else _copy_result(result, time.perf_counter() - f.start)
             new_logprobs = None if logprobs is None else list(logprobs[f.sent :])
