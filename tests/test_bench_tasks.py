@@ -143,3 +143,8 @@ def test_a_method_with_and_without_lookup_and_dedup_in_one_pass():
     assert "dedup on" in markdown_table(report)
     with pytest.raises(SeedtreeError, match="METHOD\\+nodedup"):
         parse_variant("sd+nodup", SpecConfig())
+    assert parse_variant("mcsd-batched+mass0.8", SpecConfig())[1].tree_mass == 0.8
+    with pytest.raises(SeedtreeError, match="tree_mass must be in"):
+        parse_variant("mcsd-batched+mass2", SpecConfig())
+    with pytest.raises(SeedtreeError, match="METHOD\\+massM"):
+        parse_variant("mcsd-batched+massive", SpecConfig())

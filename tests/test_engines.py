@@ -38,7 +38,8 @@ def test_sd_greedy_uses_fewer_target_forwards(pair):
     sd = generate_sd(pair, ids, params, SpecConfig(4))
     assert 0 < sd.stats.alpha < 1
     assert sd.stats.target_forwards < 64
-    assert sd.stats.rounds == sd.stats.target_forwards - 1  # one forward per round + prefill
+    # one forward per round: the prompt goes with the first round's tree, no prefill forward
+    assert sd.stats.rounds == sd.stats.target_forwards
 
 
 def test_eos_ends_both_engines_at_the_same_token(pair):

@@ -144,12 +144,12 @@ def test_failed_batched_verification_costs_only_the_failing_branch(pair, monkeyp
     forward, accept = batch_mod.RaggedBatch.forward, branch_mod.Branch.accept
     calls = {"n": 0}
 
-    def batch_fails_once(self, feeds):
+    def batch_fails_once(self, feeds, keep="all"):
         if self.model is pair.target and len(self.seqs) > 1:
             calls["n"] += 1
             if calls["n"] == 3:
                 raise RuntimeError("simulated batched forward failure")
-        return forward(self, feeds)
+        return forward(self, feeds, keep)
 
     def accept_fails(self, path, verdict, logits):
         if self.index == 1 and self.stats.rounds == 3:

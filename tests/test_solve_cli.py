@@ -128,7 +128,7 @@ def test_a_run_shares_one_prefix_cache_across_its_problems(tmp_path):
         (["run", "--out", "x", "--start", "5000"], "--start 5000 is out of range"),
         (["bench", "--start", "5000"], "--start 5000 is out of range"),
         (["bench", "--methods", "ar fast"], "unknown method 'fast' in --methods"),
-        (["bench", "--methods", "ar sd+lookahead"], "METHOD+lookupL or METHOD+nodedup"),
+        (["bench", "--methods", "ar sd+lookahead"], "METHOD+nodedup or METHOD+massM"),
         (["bench", "--data", "/nonexistent.jsonl"], "does not exist"),
         (["bench", "--repeat", "0"], "--repeat must be >= 1"),
     ],

@@ -70,15 +70,29 @@ def test_batched_rounds_verify_every_branch_in_one_target_forward(pair):
         pair.draft.register_forward_pre_hook(lambda *a: counts.__setitem__("q", counts["q"] + 1)),
     ]
     try:
-        engine.step()  # admission (one prefill forward per model) + the first round
-        assert counts == {"p": 1 + 1, "q": 1 + 4}  # 3 branches: ONE forward per draft step
+        # admission: ONE draft prefill forward; the target takes the prompts with the first
+        # round's trees (no prefill forward of its own)
+        engine.step()
+        assert counts == {"p": 1, "q": 1 + 4}  # 3 branches: ONE forward per draft step
         counts.update(p=0, q=0)
         engine.step()
         assert counts == {"p": 1, "q": 4}
+        # a request joining running branches: its prompt and first tree in a forward apart
+        # (a batch pads every row to its widest: the prompt beside them would widen theirs)
+        joining = encode(pair, "a late one")
+        engine.add_request(3, joining, SamplingParams(max_new_tokens=30, ignore_eos=True))
+        counts.update(p=0, q=0)
+        engine.step()
+        assert counts == {"p": 2, "q": 1 + 4}
     finally:
         for h in hooks:
             h.remove()
-    assert len(engine.trace.of_kind("verify")[-1].branches) == 3
+    assert len(engine.trace.of_kind("verify")[-1].branches) == 4
+    results = drain(engine)
+    for i, ids in enumerate([*prompts, joining]):
+        params = SamplingParams(max_new_tokens=30, ignore_eos=True)
+        assert results[i].token_ids == generate_ar(pair, ids, params).token_ids
+        assert results[i].stats.target_forwards == results[i].stats.rounds  # no prefill forward
 
 
 def test_abort_frees_kv_and_leaves_others_unchanged(pair):

@@ -55,6 +55,7 @@ class TaskBenchConfig:
     max_new_tokens: int | None = None  # cap on every call's budget
     gamma: int = 4
     k_config: tuple[int, ...] = (2, 1, 1)
+    tree_mass: float = 1.0  # T=0 token trees: SpecConfig.tree_mass
     adaptive: bool = True
     lookup: int = 0  # lookup drafting: candidates per round at most (0: off)
     dedup: bool = True  # identical greedy requests decoded once (batched methods)
@@ -215,10 +216,19 @@ def machine() -> dict:
     }
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
     """A `--methods` entry: a registered method with optional `+` changes, so one pass can time a
     method with and without them: `+lookupL` (lookup drafting of up to L tokens), `+nodedup`
-    (identical greedy requests each decoded), e.g. `seed-batched+lookup8+nodedup`."""
+    (identical greedy requests each decoded), `+massM` (T=0 token trees cut at q's probability
+    mass M, `SpecConfig.tree_mass`), e.g. `seed-batched+lookup8+nodedup`, `mcsd-batched+mass0.8`."""
     method, *extras = name.split("+")
     if method not in SEARCH_METHODS:
         raise SeedtreeError(
@@ -229,10 +239,12 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
             spec = replace(spec, lookup=int(extra[6:]))
         elif extra == "nodedup":
             spec = replace(spec, dedup=False)
+        elif extra.startswith("mass") and _is_number(extra[4:]):
+            spec = replace(spec, tree_mass=float(extra[4:]))  # SpecConfig checks the range
         else:
             raise SeedtreeError(
-                f"bad method '{name}': write METHOD, METHOD+lookupL or METHOD+nodedup, "
-                "e.g. seed-batched+lookup8"
+                f"bad method '{name}': write METHOD, METHOD+lookupL, METHOD+nodedup or "
+                "METHOD+massM, e.g. seed-batched+lookup8 or mcsd-batched+mass0.8"
             )
     return method, spec
 
@@ -255,6 +267,7 @@ def run_task_bench(
     spec = SpecConfig(
         gamma=cfg.gamma,
         k_config=cfg.k_config,
+        tree_mass=cfg.tree_mass,
         adaptive=cfg.adaptive,
         lookup=cfg.lookup,
         dedup=cfg.dedup,
@@ -407,7 +420,9 @@ def markdown_table(report: dict) -> str:
         f" {s['algorithm']} k={s['k']} b={s['b']} depth={s['depth'] or 'task default'}, "
         f"max new tokens {cfg['max_new_tokens'] or 'task default'}, "
         f"T={temperature_text(cfg)}, target {cfg['dtype']}, "
-        f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, lookup {cfg.get('lookup', 0)}, "
+        f"draft {cfg['draft_dtype']}, gamma={cfg['gamma']}, k_config "
+        f"{','.join(map(str, cfg.get('k_config', ())))}, tree mass {cfg.get('tree_mass', 1.0)}, "
+        f"lookup {cfg.get('lookup', 0)}, "
         f"dedup {'on' if cfg.get('dedup', False) else 'off'}, {cfg['repeat']} passes (median "
         f"[min-max]). c = {c['c']:.3f} (draft {c['draft_step_s'] * 1000:.0f} ms, target "
         f"{c['target_step_s'] * 1000:.0f} ms per step). Bound (teacher-forced target, one "

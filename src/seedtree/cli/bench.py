@@ -139,6 +139,7 @@ def cmd_bench(args) -> int:
         max_new_tokens=args.max_new_tokens,
         gamma=spec.gamma,
         k_config=spec.k_config,
+        tree_mass=spec.tree_mass,
         adaptive=spec.adaptive,
         lookup=spec.lookup,
         dedup=spec.dedup,

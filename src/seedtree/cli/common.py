@@ -103,6 +103,7 @@ def sampling_configs(args) -> tuple:
         k_config=parse_k_config(args.k_config),
         replacement=args.with_replacement,
         adaptive=not args.fixed_gamma,
+        tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
     )
@@ -140,6 +141,7 @@ def tree_configs(args) -> tuple:
         gamma=args.gamma,
         k_config=parse_k_config(args.k_config),
         adaptive=not args.fixed_gamma,
+        tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
     )

@@ -208,7 +208,7 @@ def _add_serve_parser(sub) -> None:
     g = serve.add_argument_group("speculation")
     g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
-    _add_reuse(g)
+    _add_draft_options(g)
     _add_model_args(serve)
     _add_ray_args(serve, "serve from N Ray Serve replicas, each with its own model pair")
 
@@ -248,7 +248,16 @@ def _add_sampling_mode(g) -> None:
     )
 
 
-def _add_reuse(g) -> None:
+def _add_draft_options(g) -> None:
+    g.add_argument(
+        "--tree-mass",
+        type=float,
+        default=1.0,
+        metavar="M",
+        help="token trees at T=0 (mcsd methods): a node gets further candidates, up to "
+        "--k-config's count, only while those it has hold less than M of the draft's "
+        "probability (default 1: always the full count)",
+    )
     g.add_argument(
         "--lookup",
         type=int,
@@ -283,7 +292,7 @@ def _add_sampling_args(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="draft exactly gamma tokens every round (default: adaptive, 0..gamma from alpha)",
     )
-    _add_reuse(g)
+    _add_draft_options(g)
     g.add_argument(
         "--k-config",
         default="2,1,1",
@@ -318,7 +327,7 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: boo
     g.add_argument(
         "--fixed-gamma", action="store_true", help="always draft gamma (no adaptive speculation)"
     )
-    _add_reuse(g)
+    _add_draft_options(g)
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")
     s = p.add_argument_group("search")
     s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")

@@ -24,6 +24,7 @@ def cmd_serve(args) -> int:
     spec = SpecConfig(
         gamma=args.gamma,
         k_config=parse_k_config(args.k_config),
+        tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
     )

@@ -84,8 +84,15 @@ class RaggedBatch:
     def forward(
         self,
         feeds: dict[int, tuple[list[int], list[int]]],  # row -> (token ids, parent of each)
+        keep: str | dict[int, int] = "all",
     ) -> dict[int, torch.Tensor]:
-        """Feed each listed row its new nodes in ONE forward; float logits [n_row, V] per row."""
+        """Feed each listed row its new nodes in ONE forward; float logits per row: [n_row, V]
+        after every node (`keep="all"`: a tree level), after the row's last n nodes
+        (`keep={row: n}`: a verification after the rest of a prompt; `"last"`: n = 1, a draft's
+        catch-up chain), none (`"none"`: a prefill). The vocabulary projection is computed only
+        where logits are kept: over a prompt it would cost a third of the draft's prefill and a
+        fifth of the target's."""
+        assert keep in ("all", "last", "none") or isinstance(keep, dict)
         rows = sorted(feeds)
         assert rows and all(feeds[r][0] and len(feeds[r][0]) == len(feeds[r][1]) for r in rows)
         n_rows = len(self.seqs)
@@ -113,21 +120,36 @@ class RaggedBatch:
         if self.model.config._attn_implementation == "eager":  # additive mask: 0 / -inf
             neg = torch.finfo(self.model.dtype).min
             mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(~mask, neg)
+        tails = keep if isinstance(keep, dict) else {r: 1 for r in rows} if keep == "last" else {}
+        if keep == "all":
+            logits_to_keep = q_max
+        else:  # [B, n] the columns of each row's last n nodes (repeated to the widest n)
+            n = max(tails.values(), default=1)
+            cols = torch.zeros(n_rows, n, dtype=torch.long)
+            for r, tail in tails.items():
+                fed = len(feeds[r][0])
+                assert 1 <= tail <= fed
+                cols[r] = torch.tensor([*range(fed - tail, fed), *[fed - 1] * (n - tail)])
+            logits_to_keep = cols.to(self.device)
         out = self.model(
             input_ids=ids.to(self.device),
             position_ids=positions.to(self.device),
             attention_mask=mask.to(self.device),
             cache=self.cache,
             use_cache=True,
-            logits_to_keep=q_max,
+            logits_to_keep=logits_to_keep,
         )
         self.width += q_max
         for r in rows:
             self.seqs[r].forwards += 1
         if self.single:
             self.seqs[0].length = self.width  # the forward appended to the row's own cache
-        logits = out.logits[:, :, : self.vocab_size].float()  # [B, Q, V]
-        return {r: logits[r, : len(feeds[r][0])] for r in rows}
+        if keep == "none":
+            return {}
+        logits = out.logits[:, :, : self.vocab_size].float()  # [B, Q, V] or [B, n, V]
+        if keep == "all":
+            return {r: logits[r, : len(feeds[r][0])] for r in rows}
+        return {r: logits[r, : tails[r]] for r in rows}
 
     def commit(self, row: int, nodes: list[int]) -> None:
         """Give row `row` the keys/values of `nodes` (fed node indices, in order) after its

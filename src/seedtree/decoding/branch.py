@@ -8,9 +8,11 @@ Vocabulary (used across `decoding/` and `engine/`):
     *accepted* draft tokens, then one *recovered* (after a rejection) or *bonus* token.
 
 Cache invariant between rounds: the target's cache `p` holds every committed token but the last
-(the *pending* token, the root of the next tree); the draft's cache `q` holds a prefix of the
-committed tokens (the draft sees the rest at its next round). The branch owns both caches and its
-sequence; batch code only feeds and scores (`decoding.speculative`).
+(the *pending* token, the root of the next tree), except before the first round, when it may hold
+only a prefix of the prompt (the first verification feeds the rest before the tree); the draft's
+cache `q` holds a prefix of the committed tokens (the draft sees the rest at its next round).
+The branch owns both caches and its sequence; batch code only feeds and scores
+(`decoding.speculative`).
 """
 
 from __future__ import annotations

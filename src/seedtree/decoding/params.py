@@ -85,8 +85,10 @@ class SpecConfig:
     Adaptive speculation (`adaptive`): each round a branch drafts the length in 0..gamma that
     maximises expected tokens per unit of time, from its own running estimate of alpha and the
     draft/target cost ratio `c` (gamma 0 = plain decoding); a chain also stops early where the
-    draft's probability of its token falls below `min_draft_prob`. Any draft policy is lossless:
-    verification alone decides what is emitted.
+    draft's probability of its token falls below `min_draft_prob`; at T=0 a token tree gives a
+    node fewer candidates than `k_config` allows once those it has hold `tree_mass` of q's
+    probability there (1: always k_config's count). Any draft policy is lossless: verification
+    alone decides what is emitted.
 
     Lookup drafting (`lookup` > 0; `seedtree.decoding.lookup`): each round a branch also proposes
     up to `lookup` tokens that followed its last few tokens elsewhere (its prompt, its siblings'
@@ -102,6 +104,7 @@ class SpecConfig:
     adaptive: bool = True
     c: float = 0.15  # draft step cost / target step cost (int8 0.5B vs bf16 1.5B on CPU: 0.14-0.18)
     min_draft_prob: float = 0.0
+    tree_mass: float = 1.0  # T=0 token trees: a node's candidates stop once they hold this of q
     lookup: int = 0  # lookup drafting: candidates copied from text already written, at most
     dedup: bool = True  # identical greedy requests decoded once (batched step engine)
 
@@ -131,6 +134,10 @@ class SpecConfig:
         check_bool("dedup", self.dedup)
         if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
+        if isinstance(self.tree_mass, bool) or not isinstance(self.tree_mass, int | float):
+            raise SeedtreeError(f"tree_mass must be a number in (0, 1], got {self.tree_mass!r}")
+        if not 0 < self.tree_mass <= 1:
+            raise SeedtreeError(f"tree_mass must be in (0, 1], got {self.tree_mass}")
 
     @property
     def tree_nodes(self) -> int:

@@ -1,7 +1,8 @@
 """The one speculative core: prefill, draft and verify any set of branches, batched.
 
-    prefill(branches)   each prompt (minus its pending token) into both caches, ONE forward per
-                        model for all distinct prompts; identical prompts are computed once
+    prefill(branches)   each prompt (minus its pending token) into the draft's cache, ONE forward
+                        for all; identical prompts are computed once, for both models; the
+                        target sees a branch's own prompt with its first verification
     draft(branches)     q grows each branch's token tree: ONE draft forward per tree level for all
                         branches (level 0 also feeds what the draft has not seen yet)
     verify(branches)    ONE target forward over every branch's tree, then the accept rule
@@ -61,23 +62,25 @@ def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
     if not rows:
         return
     batch = RaggedBatch([seqs[i] for i in rows])
-    batch.forward({r: (todo[i], _chain(len(todo[i]))) for r, i in enumerate(rows)})
+    batch.forward({r: (todo[i], _chain(len(todo[i]))) for r, i in enumerate(rows)}, keep="none")
     for r, i in enumerate(rows):
         batch.commit(r, list(range(len(todo[i]))))
 
 
 def prefill(branches: list[Branch], share: bool = True) -> None:
-    """Bring both caches up to the prompt minus its pending token (after whatever prefix they
-    already hold, e.g. from the prefix cache). With `share`, branches with the same prompt and
-    the same cached state are computed once and the others copy the KV (one state, many
-    thoughts)."""
+    """Bring the draft's cache up to the prompt minus its pending token (after whatever prefix
+    it already holds, e.g. from the prefix cache). The target's prompt is fed with the branch's
+    first verification (one forward fewer per request: the prompt and the first token tree go
+    together) unless `share` finds other branches with the same prompt and cached state: then
+    both caches are computed once here and the others copy the KV (one state, many thoughts)."""
     t = time.perf_counter()
     groups: dict[tuple, list[Branch]] = {}
     for b in branches:
         key = (tuple(b.seq.tokens), b.p.length, b.q.length if b.q else -1)
         groups.setdefault(key if share else (id(b),), []).append(b)
     leaders = [g[0] for g in groups.values()]
-    _prefill_model([b.p for b in leaders], [b.seq.tokens[b.p.length : -1] for b in leaders])
+    shared = [g[0] for g in groups.values() if len(g) > 1]
+    _prefill_model([b.p for b in shared], [b.seq.tokens[b.p.length : -1] for b in shared])
     drafting = [b for b in leaders if b.q is not None]
     _prefill_model([b.q for b in drafting], [b.seq.tokens[b.q.length : -1] for b in drafting])
     for leader, *rest in groups.values():
@@ -91,12 +94,23 @@ def prefill(branches: list[Branch], share: bool = True) -> None:
 
 
 # -- draft --------------------------------------------------------------------------------------
+def greedy_width(logits: torch.Tensor, k: int, mass: float) -> int:
+    """Candidates worth verifying below a node at T=0 (`SpecConfig.tree_mass`): q's top ones,
+    at most k, until they hold `mass` of q's probability there. Where q is sure one candidate
+    is enough; where it hesitates, its runners-up are the target's likely choice."""
+    top = logits.topk(k).values.double()  # [k]
+    covered = (top - torch.logsumexp(logits.double(), -1)).exp().cumsum(0)  # [k]
+    return min(k, int((covered < mass).sum()) + 1)
+
+
 def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
     """Add k children below `node`, drawn from q (logits [V]) there. Returns whether drafting
     may go deeper (a chain stops where q's probability of its token is below min_draft_prob)."""
     spec = b.spec
     logits = logits.cpu()  # the draft's draws use the branch's CPU generator
     position = b.position + b.tree.depths[node]
+    if k > 1 and spec.tree_mass < 1 and b.params.greedy:
+        k = greedy_width(logits, k, spec.tree_mass)
     children, probs = b.sampler.candidates(logits, k, position, spec.replacement)
     if probs is not None:
         b.tree.q[node] = probs
@@ -137,7 +151,8 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
     states = [b.sampler.gen.get_state() for b in branches]
     try:
         # level 0: the committed tokens q has not seen (a chain ending at the root), then q there
-        logits = batch.forward({r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)})
+        chains = {r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)}
+        logits = batch.forward(chains, keep="last")  # row -> [1, V]
         going = {r for r, b in enumerate(branches) if _expand(b, 0, logits[r][-1], shapes[r][0])}
         for depth in range(1, max(len(s) for s in shapes)):
             feeds = {}
@@ -178,12 +193,21 @@ def draft(branches: list[Branch]) -> None:
 def _verify(branches: list[Branch]) -> None:
     t = time.perf_counter()
     batch = RaggedBatch([b.p for b in branches])
-    logits = batch.forward({r: (b.tree.tokens, b.tree.parents) for r, b in enumerate(branches)})
+    feeds, tails = {}, {}
+    for r, b in enumerate(branches):  # the prompt the target has not seen yet, then the tree
+        rest = b.seq.tokens[b.p.length : -1]  # [] after the first round
+        n = len(rest)
+        parents = [parent + n if parent >= 0 else n - 1 for parent in b.tree.parents]
+        feeds[r] = (rest + b.tree.tokens, _chain(n) + parents)
+        tails[r] = len(b.tree)
+    logits = batch.forward(feeds, keep=tails)  # row -> [len(tree), V]
     elapsed = time.perf_counter() - t
     for r, b in enumerate(branches):
         try:
             path, verdict = walk(b.tree, logits[r], b.sampler, b.position, b.spec.replacement)
-            batch.commit(r, [0, *path])  # the pending token and the accepted nodes stay
+            n = len(feeds[r][0]) - len(b.tree)
+            # the rest of the prompt, the pending token and the accepted nodes stay
+            batch.commit(r, [*range(n), *(n + node for node in [0, *path])])
             b.accept(path, verdict, logits[r])
         except Exception as exc:  # this branch only
             b.fail(_error(exc))
@@ -192,11 +216,18 @@ def _verify(branches: list[Branch]) -> None:
 
 def verify(branches: list[Branch]) -> None:
     """ONE target forward over every branch's tree (the pending token alone where it drafted
-    nothing); each branch accepts its path and commits."""
+    nothing; a second one for branches whose prompt the target has not seen yet); each branch
+    accepts its path and commits."""
     branches = [b for b in branches if not b.done]
     for b in branches:
         b.tree = b.tree or TokenTree.root(b.seq.tokens[-1])
-    run_isolated(_verify, branches)
+    # a branch whose prompt the target has not seen is verified beside the others only when
+    # there are none: a batch pads every row to its widest, so a prompt beside running
+    # branches would multiply their forward; apart, it costs the prefill it replaces
+    new = [b for b in branches if b.p.length < len(b.seq.tokens) - 1]
+    running = [b for b in branches if b.p.length >= len(b.seq.tokens) - 1]
+    run_isolated(_verify, new)
+    run_isolated(_verify, running)
 
 
 def decode(branches: list[Branch]) -> None:

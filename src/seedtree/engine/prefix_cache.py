@@ -149,11 +149,14 @@ class PrefixCache:
         self.stats.hit_tokens += hit
         return hit
 
-    def insert(self, ids: list[int], p: KVSequence, q: KVSequence | None) -> None:
-        """Keep the KV of ids (held by p, and q, at positions [0, len(ids)))."""
+    def insert(self, ids: list[int], p: KVSequence | None, q: KVSequence | None) -> None:
+        """Keep the KV of ids (held by p and q, each where given, at positions [0, len(ids)))."""
         if not ids:
             return
-        self.nbytes += self.trees["p"].insert(ids, p)
+        for seq in (p, q):
+            assert seq is None or seq.length >= len(ids), "insert only KV the sequence holds"
+        if p is not None:
+            self.nbytes += self.trees["p"].insert(ids, p)
         if q is not None:
             self.nbytes += self.trees["q"].insert(ids, q)
         self._evict()

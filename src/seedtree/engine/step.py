@@ -7,7 +7,9 @@
 
 One step is one round:
   1) admit waiting requests (up to `max_running`): each takes its longest cached prefix from the
-     prefix cache, then the distinct rest of every new prompt is prefilled in ONE forward per model;
+     prefix cache, then the distinct rest of every new prompt is prefilled in ONE draft forward
+     (the target sees a prompt of its own with the first verification, in its own forward while
+     other branches run; identical prompts are prefilled once for both models);
   2) every running branch drafts its token tree (ONE batched draft forward per draft step; the
      length per branch follows adaptive speculation);
   3) ONE target forward verifies every branch; each branch accepts and commits;
@@ -116,6 +118,9 @@ class StepEngine:
         self._indices = itertools.count()
         self.aborted: list[Branch] = []
         self.rounds = 0
+        # (branch, prompt minus its pending token) admitted this step whose target KV goes into
+        # the prefix cache after the first verification has computed it
+        self.unseen_prompts: list[tuple[Branch, list[int]]] = []
 
     # -- requests -------------------------------------------------------------------------------
     def add_request(self, request_id: Hashable, prompt_ids: list[int], params: SamplingParams):
@@ -228,6 +233,10 @@ class StepEngine:
             t = self.trace.now()
             counts = [(b.stats.accepted, b.stats.lookup_accepted) for b in active]
             speculative.verify(active)
+            for b, prompt in self.unseen_prompts:  # the target has seen them now
+                if b.p.length >= len(prompt):
+                    self.cache.insert(prompt, b.p, None)
+            self.unseen_prompts = []
             ids = [b.index for b in active]
             accepted = [  # per branch this round: (from the model, from lookup)
                 (b.stats.accepted - a - (b.stats.lookup_accepted - k), b.stats.lookup_accepted - k)
@@ -261,7 +270,11 @@ class StepEngine:
         if self.cache is not None:
             for b in new:
                 if not b.done:
-                    self.cache.insert(b.seq.tokens[:-1], b.p, b.q)
+                    ids = b.seq.tokens[:-1]
+                    seen = b.p.length >= len(ids)  # else the first verification feeds p the rest
+                    self.cache.insert(ids, b.p if seen else None, b.q)
+                    if not seen:
+                        self.unseen_prompts.append((b, ids))
         self.trace.add("prefill", [b.index for b in new], t, self.trace.now())
         self.running.extend(new)
 

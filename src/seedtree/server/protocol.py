@@ -36,6 +36,7 @@ SERVER_KNOBS = {  # set for the whole server: field -> `seedtree serve` option
     "method": "--method",
     "gamma": "--gamma",
     "k_config": "--k-config",
+    "tree_mass": "--tree-mass",
     "lookup": "--lookup",
 }
 MAX_STOP = 4  # stop strings per request (OpenAI's limit)
