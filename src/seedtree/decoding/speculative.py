@@ -5,8 +5,9 @@
                         target sees a branch's own prompt with its first verification
     draft(branches)     q grows each branch's token tree: ONE draft forward per tree level for all
                         branches (level 0 also feeds what the draft has not seen yet)
-    verify(branches)    ONE target forward over every branch's tree, then the accept rule
-                        (`tree.walk`) and the commit, per branch
+    verify(branches)    ONE target forward over every branch's tree (a branch's first one also
+                        feeds the prompt the target has not seen, apart from branches already
+                        running), then the accept rule (`tree.walk`) and the commit, per branch
 
 Serial SD is `draft([b]); verify([b])`; SEED's drafter threads call `draft([b])` and its verifier
 `verify([...])`; the step engine calls both on every running branch. A batch that fails is redone
