@@ -467,3 +467,16 @@ def test_aborting_every_request_of_a_branch_frees_it(pair):
 def test_dedup_option_is_checked():
     with pytest.raises(SeedtreeError, match="dedup"):
         SpecConfig(dedup="yes")
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "mcsd-batched", "sd", "batched-ar-cached"])
+def test_the_verification_that_reads_the_prompt_is_prefill_time(pair, method):
+    """A request's first verification also reads its prompt: its time is `prefill_s`, so
+    `verify_s` is the verification of token trees alone (bench-decode's verify ms per round)."""
+    ids = encode(pair, "prompt read by the first verification")
+    one = generate_many(pair, [Request(ids, SamplingParams(max_new_tokens=1))], method).results[0]
+    assert one.stats.rounds == 1 and one.stats.target_forwards == 1
+    assert one.stats.prefill_s > 0 and one.stats.verify_s == 0
+    params = SamplingParams(max_new_tokens=12, ignore_eos=True)
+    more = generate_many(pair, [Request(ids, params)], method).results[0]
+    assert more.stats.rounds > 1 and more.stats.verify_s > 0

@@ -17,9 +17,9 @@ class DecodeStats:
     drafted: int = 0  # draft tokens proposed
     accepted: int = 0  # draft tokens accepted
     wall_s: float = 0.0
-    prefill_s: float = 0.0
+    prefill_s: float = 0.0  # prompt forwards (the target's first verification reads its prompt)
     draft_s: float = 0.0
-    verify_s: float = 0.0  # target forwards after the prefill (AR: every decode step)
+    verify_s: float = 0.0  # target forwards after the prompt's (AR: every decode step)
     prompt_tokens: int = 0
     cached_tokens: int = 0  # prompt tokens whose KV came from the prefix cache
     lookup_drafted: int = 0  # draft tokens only lookup proposed (in `drafted`)

@@ -204,15 +204,18 @@ def _verify(branches: list[Branch]) -> None:
     logits = batch.forward(feeds, keep=tails)  # row -> [len(tree), V]
     elapsed = time.perf_counter() - t
     for r, b in enumerate(branches):
+        n = len(feeds[r][0]) - tails[r]  # prompt tokens fed before the tree
         try:
             path, verdict = walk(b.tree, logits[r], b.sampler, b.position, b.spec.replacement)
-            n = len(feeds[r][0]) - len(b.tree)
             # the rest of the prompt, the pending token and the accepted nodes stay
             batch.commit(r, [*range(n), *(n + node for node in [0, *path])])
             b.accept(path, verdict, logits[r])
         except Exception as exc:  # this branch only
             b.fail(_error(exc))
-        b.stats.verify_s += elapsed / len(branches)
+        if n:  # the forward that read its prompt: prefill time
+            b.stats.prefill_s += elapsed / len(branches)
+        else:
+            b.stats.verify_s += elapsed / len(branches)
 
 
 def verify(branches: list[Branch]) -> None:
