@@ -297,6 +297,7 @@ ERRORS = [  # (path, body, status, param)
     ("/v1/completions", {"model": MODEL}, 400, "prompt"),
     ("/v1/completions", GOOD | {"frobnicate": 1}, 400, "frobnicate"),
     ("/v1/completions", GOOD | {"gamma": 3}, 400, "gamma"),
+    ("/v1/completions", GOOD | {"tree_mass": 0.8}, 400, "tree_mass"),
     ("/v1/completions", GOOD | {"method": "ar"}, 400, "method"),
     ("/v1/completions", GOOD | {"logprobs": 6}, 400, "logprobs"),
     ("/v1/completions", GOOD | {"logprobs": -1}, 400, "logprobs"),

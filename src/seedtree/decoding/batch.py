@@ -120,11 +120,11 @@ class RaggedBatch:
         if self.model.config._attn_implementation == "eager":  # additive mask: 0 / -inf
             neg = torch.finfo(self.model.dtype).min
             mask = torch.zeros(mask.shape, dtype=self.model.dtype).masked_fill(~mask, neg)
-        tails = keep if isinstance(keep, dict) else {r: 1 for r in rows} if keep == "last" else {}
-        if keep == "all":
-            logits_to_keep = q_max
+        tails = {r: 1 for r in rows} if keep == "last" else keep
+        if keep in ("all", "none"):
+            logits_to_keep = q_max if keep == "all" else 1  # "none": one column, dropped
         else:  # [B, n] the columns of each row's last n nodes (repeated to the widest n)
-            n = max(tails.values(), default=1)
+            n = max(tails.values())
             cols = torch.zeros(n_rows, n, dtype=torch.long)
             for r, tail in tails.items():
                 fed = len(feeds[r][0])

@@ -125,6 +125,11 @@ class Branch:
         """Committed tokens the draft has not cached yet (they end with the pending token)."""
         return self.seq.tokens[self.q.length :]
 
+    def unread_prompt(self) -> list[int]:
+        """Prompt tokens before the pending one the target has not cached: what its first
+        verification feeds before the tree ([] once it has run, or where prefill fed p)."""
+        return self.seq.tokens[self.p.length : -1]
+
     def fail(self, error: str) -> None:
         self.error = error
         self.tree = None

@@ -134,8 +134,7 @@ class SpecConfig:
         check_bool("dedup", self.dedup)
         if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
-        if isinstance(self.tree_mass, bool) or not isinstance(self.tree_mass, int | float):
-            raise SeedtreeError(f"tree_mass must be a number in (0, 1], got {self.tree_mass!r}")
+        check_real("tree_mass", self.tree_mass)
         if not 0 < self.tree_mass <= 1:
             raise SeedtreeError(f"tree_mass must be in (0, 1], got {self.tree_mass}")
 

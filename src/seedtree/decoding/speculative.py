@@ -196,7 +196,7 @@ def _verify(branches: list[Branch]) -> None:
     batch = RaggedBatch([b.p for b in branches])
     feeds, tails = {}, {}
     for r, b in enumerate(branches):  # the prompt the target has not seen yet, then the tree
-        rest = b.seq.tokens[b.p.length : -1]  # [] after the first round
+        rest = b.unread_prompt()
         n = len(rest)
         parents = [parent + n if parent >= 0 else n - 1 for parent in b.tree.parents]
         feeds[r] = (rest + b.tree.tokens, _chain(n) + parents)
@@ -228,8 +228,8 @@ def verify(branches: list[Branch]) -> None:
     # a branch whose prompt the target has not seen is verified beside the others only when
     # there are none: a batch pads every row to its widest, so a prompt beside running
     # branches would multiply their forward; apart, it costs the prefill it replaces
-    new = [b for b in branches if b.p.length < len(b.seq.tokens) - 1]
-    running = [b for b in branches if b.p.length >= len(b.seq.tokens) - 1]
+    new = [b for b in branches if b.unread_prompt()]
+    running = [b for b in branches if b not in new]  # decided before either forward runs
     run_isolated(_verify, new)
     run_isolated(_verify, running)
 

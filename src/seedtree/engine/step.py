@@ -270,10 +270,9 @@ class StepEngine:
         if self.cache is not None:
             for b in new:
                 if not b.done:
-                    ids = b.seq.tokens[:-1]
-                    seen = b.p.length >= len(ids)  # else the first verification feeds p the rest
-                    self.cache.insert(ids, b.p if seen else None, b.q)
-                    if not seen:
+                    ids, unread = b.seq.tokens[:-1], b.unread_prompt()
+                    self.cache.insert(ids, None if unread else b.p, b.q)
+                    if unread:  # the first verification feeds p the rest
                         self.unseen_prompts.append((b, ids))
         self.trace.add("prefill", [b.index for b in new], t, self.trace.now())
         self.running.extend(new)
