@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "GenerationResult": "seedtree.decoding",
     "LLM": "seedtree.llm",
+    "LLMEngine": "seedtree.engine",
     "ModelPair": "seedtree.models",
     "SamplingParams": "seedtree.decoding",
     "SpecConfig": "seedtree.decoding",
@@ -29,6 +30,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "LLM",
+    "LLMEngine",
     "GenerationResult",
     "ModelPair",
     "SamplingParams",

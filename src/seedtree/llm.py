@@ -11,9 +11,16 @@ from dataclasses import dataclass
 
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
-from seedtree.engine import ManyResult, PrefixCache, expand_requests, generate_many, get_method
+from seedtree.engine import (
+    LLMEngine,
+    ManyResult,
+    expand_requests,
+    get_method,
+    run_many,
+    run_off_main_thread,
+)
 from seedtree.errors import SeedtreeError
-from seedtree.models.loader import ModelPair, encode_prompt, load_pair
+from seedtree.models.loader import ModelPair, load_pair
 from seedtree.models.registry import DEFAULT_PAIR
 from seedtree.validate import check_generate_args
 
@@ -33,20 +40,53 @@ class LLM:
         device: str = "cpu",
     ) -> None:
         self.last_run: ManyResult | None = None  # the trace and stats of the last generate()
-        self.models = models or load_pair(
-            pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress
+        # loaded on a short-lived thread: the engine's thread is the process's one torch thread
+        self.models = models or run_off_main_thread(
+            lambda: load_pair(
+                pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress
+            )
         )
         if device != "cpu":
             self.models.to(device)
-        self.prefix_cache = PrefixCache(cache_mb)  # KV of prompt prefixes, across calls
+        self.cache_mb = cache_mb
+        self._engine: LLMEngine | None = None
+
+    def engine(self, method: str = "seed-batched", spec: SpecConfig | None = None) -> LLMEngine:
+        """THE engine of this process (`LLMEngine`), built on first use. Another method or spec
+        closes it and builds that one, which keeps its prefix cache: one engine thread at a
+        time (see `engine.run_off_main_thread`)."""
+        spec = spec or SpecConfig()
+        current = self._engine
+        if current is not None and current.method.name == method and current.spec == spec:
+            return current
+        cache = None
+        if current is not None:
+            current.close()
+            cache = current.prefix_cache
+        self._engine = LLMEngine(
+            self.models, method, spec, cache_mb=self.cache_mb, prefix_cache=cache
+        )
+        return self._engine
+
+    @property
+    def prefix_cache(self):
+        """KV of prompt prefixes, kept across calls (the engine's)."""
+        return (self._engine or self.engine()).prefix_cache
+
+    def close(self) -> None:
+        """Stop the engine thread (it also stops with the process)."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     @property
     def tokenizer(self):
         return self.models.tokenizer
 
-    def encode(self, prompt: str, chat: bool = False) -> list[int]:
-        """Prompt text -> token ids, through the chat template when `chat` is set."""
-        return encode_prompt(self.models, prompt, chat)
+    def encode(self, prompt: str, chat: bool | None = False) -> list[int]:
+        """Prompt text -> token ids, through the chat template when `chat` is set (None: when
+        the pair has one; the engine's one rule)."""
+        return (self._engine or self.engine()).encode(prompt, chat)
 
     def generate(
         self,
@@ -81,15 +121,9 @@ class LLM:
         prompts = list(prompts)
         if not prompts:
             raise SeedtreeError("no prompts: pass at least one prompt")
-        ids = [self.encode(p, chat=chat) for p in prompts]
-        self.last_run = generate_many(
-            self.models,
-            expand_requests(ids, params),
-            method,
-            spec,
-            cancelled=cancelled,
-            prefix_cache=self.prefix_cache,
-        )
+        engine = self.engine(method, spec)
+        ids = [engine.encode(p, chat=chat) for p in prompts]
+        self.last_run = run_many(engine, expand_requests(ids, params), cancelled)
         for i, result in enumerate(self.last_run.results):
             result.prompt = prompts[i // params.n]
         return self.last_run

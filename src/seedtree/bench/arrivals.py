@@ -13,12 +13,13 @@ Per pass: throughput (requests / s from the first arrival to the last finish) an
 from __future__ import annotations
 
 import statistics
+import threading
 import time
 from dataclasses import dataclass
 
 from seedtree.bench.many import workload_requests
 from seedtree.decoding import SpecConfig
-from seedtree.engine import PrefixCache, Request, StepEngine, generate_many
+from seedtree.engine import Job, Request, run_many
 from seedtree.llm import LLM
 
 
@@ -35,20 +36,23 @@ class ArrivalsBenchConfig:
 
 
 def _continuous(llm: LLM, requests: list[Request], method: str, cfg) -> list[float]:
-    """Latency of each request on the step engine; arrivals joined between rounds."""
-    engine = StepEngine(llm.models, method, SpecConfig(gamma=cfg.gamma), PrefixCache())
-    t0, added, finish = time.perf_counter(), 0, {}
-    while len(finish) < len(requests):
-        now = time.perf_counter() - t0
-        while added < len(requests) and added * cfg.interval_s <= now:
-            engine.add_request(added, requests[added].prompt_ids, requests[added].params)
-            added += 1
-        if not engine.has_unfinished():  # idle until the next arrival
-            time.sleep(max(0.0, added * cfg.interval_s - now))
-            continue
-        for out in engine.step():
-            if out.finished:
-                finish[out.request_id] = time.perf_counter() - t0
+    """Latency of each request on the engine; arrivals join its running batch between rounds."""
+    engine = llm.engine(method, SpecConfig(gamma=cfg.gamma))
+    t0, finish, done = time.perf_counter(), {}, threading.Semaphore(0)
+
+    def sink(i: int):
+        def told(out) -> None:  # on the engine thread
+            if isinstance(out, BaseException) or out.finished:
+                finish[i] = time.perf_counter() - t0
+                done.release()
+
+        return told
+
+    for i, r in enumerate(requests):
+        time.sleep(max(0.0, i * cfg.interval_s - (time.perf_counter() - t0)))
+        engine.submit_jobs([Job(engine.new_id(), r.prompt_ids, r.params, sink(i))])
+    for _ in requests:
+        done.acquire()
     return [finish[i] - i * cfg.interval_s for i in range(len(requests))]
 
 
@@ -61,7 +65,7 @@ def _static(llm: LLM, requests: list[Request], cfg) -> list[float]:
         if arrived == done:
             time.sleep(done * cfg.interval_s - now)
             continue
-        generate_many(llm.models, requests[done:arrived], "batched-ar")
+        run_many(llm.engine("batched-ar"), requests[done:arrived])
         for i in range(done, arrived):
             finish[i] = time.perf_counter() - t0
         done = arrived

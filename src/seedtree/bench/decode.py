@@ -23,8 +23,8 @@ from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.check import diagnose
 from seedtree.decoding.params import SAMPLING_MODES
 from seedtree.decoding.result import GenerationResult
-from seedtree.decoding.sampling import Sampler, derive_seed
-from seedtree.engine import METHODS, Request, generate_many
+from seedtree.decoding.sampling import Sampler
+from seedtree.engine import METHODS, Request, run_many, sample_seed
 from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
@@ -81,12 +81,11 @@ def leviathan_speedup(alpha: float, gamma: int, c: float) -> float:
 
 def bench_prompts(llm: LLM, n: int) -> list[list[int]]:
     problems = gsm8k.load_problems()[:n]
-    chat = bool(getattr(llm.tokenizer, "chat_template", None))
-    return [llm.encode(gsm8k.subquestion_prompt(p.question), chat=chat) for p in problems]
+    return [llm.encode(gsm8k.subquestion_prompt(p.question), chat=None) for p in problems]
 
 
 def _params(params: SamplingParams, variant: Variant, prompt: int) -> SamplingParams:
-    seed = derive_seed(params.seed, prompt)  # the same seed for every method
+    seed = sample_seed(params.seed, "prompt", prompt)  # the same seed for every method
     return replace(params, seed=seed, sampling=variant.sampling)
 
 
@@ -95,7 +94,8 @@ def _one_pass(llm, prompts, params, variants) -> dict[str, list[GenerationResult
     for i, ids in enumerate(prompts):
         for name, v in variants.items():
             request = Request(ids, _params(params, v, i))
-            out[name].append(generate_many(llm.models, [request], v.method, v.spec).results[0])
+            [result] = run_many(llm.engine(v.method, v.spec), [request]).results
+            out[name].append(result)
     return out
 
 

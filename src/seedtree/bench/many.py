@@ -22,10 +22,9 @@ from seedtree.bench.agreement import same_as_ar
 from seedtree.bench.stats import median_rows
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.check import diagnose
-from seedtree.engine import METHODS, Request, generate_many
+from seedtree.engine import METHODS, Request, run_many
 from seedtree.engine.methods import scoring_of
 from seedtree.llm import LLM
-from seedtree.models.loader import has_chat_template
 from seedtree.scheduling import save_gantt
 from seedtree.tasks import gsm8k
 
@@ -47,14 +46,13 @@ def workload_requests(llm: LLM, kind: str, n: int, max_new_tokens: int) -> list[
     problems = gsm8k.load_problems()
     chosen = [problems[0]] * n if kind == "same" else problems[:n]
     params = SamplingParams(max_new_tokens=max_new_tokens)
-    chat = has_chat_template(llm.models)
     return [
-        Request(llm.encode(gsm8k.subquestion_prompt(p.question), chat=chat), params) for p in chosen
+        Request(llm.encode(gsm8k.subquestion_prompt(p.question), chat=None), params) for p in chosen
     ]
 
 
 def _pass(llm, requests, cfg, spec) -> dict:
-    return {m: generate_many(llm.models, requests, m, spec) for m in cfg.methods}
+    return {m: run_many(llm.engine(m, spec), requests) for m in cfg.methods}
 
 
 def agreement(llm: LLM, requests: list[Request], runs: dict, spec: SpecConfig) -> dict:

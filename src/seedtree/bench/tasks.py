@@ -228,7 +228,8 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
     """A `--methods` entry: a registered method with optional `+` changes, so one pass can time a
     method with and without them: `+lookupL` (lookup drafting of up to L tokens), `+nodedup`
     (identical greedy requests each decoded), `+massM` (T=0 token trees cut at q's probability
-    mass M, `SpecConfig.tree_mass`), e.g. `seed-batched+lookup8+nodedup`, `mcsd-batched+mass0.8`."""
+    mass M, `SpecConfig.tree_mass`), `+fixed` (adaptive draft lengths branch by branch at the
+    fixed cost ratio c, `SpecConfig.policy`), e.g. `seed-batched+lookup8+nodedup`, `mcsd-batched+mass0.8`."""
     method, *extras = name.split("+")
     if method not in SEARCH_METHODS:
         raise SeedtreeError(
@@ -239,12 +240,14 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
             spec = replace(spec, lookup=int(extra[6:]))
         elif extra == "nodedup":
             spec = replace(spec, dedup=False)
+        elif extra == "fixed":  # adaptive draft lengths branch by branch at the fixed c
+            spec = replace(spec, policy="fixed")
         elif extra.startswith("mass") and _is_number(extra[4:]):
             spec = replace(spec, tree_mass=float(extra[4:]))  # SpecConfig checks the range
         else:
             raise SeedtreeError(
-                f"bad method '{name}': write METHOD, METHOD+lookupL, METHOD+nodedup or "
-                "METHOD+massM, e.g. seed-batched+lookup8 or mcsd-batched+mass0.8"
+                f"bad method '{name}': write METHOD, METHOD+lookupL, METHOD+nodedup, "
+                "METHOD+massM or METHOD+fixed, e.g. seed-batched+lookup8 or mcsd-batched+mass0.8"
             )
     return method, spec
 

@@ -21,6 +21,7 @@ from seedtree.cli.bench import (
     cmd_bench_arrivals,
     cmd_bench_decode,
     cmd_bench_many,
+    cmd_bench_run,
     cmd_bench_serve,
 )
 from seedtree.cli.common import STEP_METHODS, exit_on_interrupt, parse_k_config
@@ -35,6 +36,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "bench": cmd_bench,
     "bench-serve": cmd_bench_serve,
+    "bench-run": cmd_bench_run,
     "solve": cmd_solve,
     "run": cmd_run,
     "generate": cmd_generate,
@@ -55,6 +57,7 @@ OUTPUTS = {
     "demo": {"out": "dir"},
     "bench": {"out": "dir"},
     "bench-serve": {"out": "dir"},
+    "bench-run": {"out": "dir"},
     "bench-many": {"out": "dir"},
     "bench-decode": {"out": "file"},
 }

@@ -102,6 +102,36 @@ def cmd_bench_arrivals(args) -> int:
     return 0
 
 
+def cmd_bench_run(args) -> int:
+    from seedtree.bench.run import RunBenchConfig, markdown_table, run_run_bench
+    from seedtree.bench.tasks import parse_variant
+    from seedtree.tasks import get_task
+
+    task = get_task(args.task)
+    search, engine, spec = tree_configs(args)
+    methods = tuple(args.methods.split())
+    for name in methods:  # before the models load
+        parse_variant(name, spec)
+    try:
+        ps = tuple(int(p) for p in args.concurrency.split())
+    except ValueError:
+        raise SeedtreeError(
+            f"--concurrency must be whole numbers, e.g. '1 2 4 8', got {args.concurrency!r}"
+        ) from None
+    if args.limit < 1 or args.start < 0:
+        raise SeedtreeError("--limit must be >= 1 and --start >= 0")
+    task_examples(task, args)
+    cfg = RunBenchConfig(
+        task=args.task, start=args.start, limit=args.limit, concurrency=ps, methods=methods,
+        repeat=args.repeat, search=search, sampling=engine, spec=spec, dtype=args.dtype,
+        draft_dtype=args.draft_dtype, data=str(args.data) if args.data else None,
+    )  # fmt: skip
+    report = run_run_bench(load_llm(args), cfg, out=args.out)
+    print(markdown_table(report))
+    print(f"wrote {args.out / f'bench_run_{args.task}.json'} (+ .md, .png)")
+    return 0
+
+
 def cmd_bench(args) -> int:
     from seedtree.bench.tasks import (
         TaskBenchConfig,

@@ -38,6 +38,7 @@ def exit_on_interrupt():
 with exit_on_interrupt():  # torch and transformers load here
     from seedtree.engine import METHODS, REGISTRY  # noqa: F401 (METHODS: parser, bench-many)
 
+DEFAULT_CONCURRENCY = 4  # `run --concurrency`: BENCHMARKS.md, "Many trees at once"
 STEP_METHODS = [m.name for m in REGISTRY.values() if m.schedule in ("serial", "batched")]
 
 
@@ -106,6 +107,7 @@ def sampling_configs(args) -> tuple:
         tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
+        policy=args.policy,
     )
 
 
@@ -144,6 +146,7 @@ def tree_configs(args) -> tuple:
         tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
+        policy=args.policy,
     )
     return search, engine, spec
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from seedtree.cli.common import METHODS, STEP_METHODS
+from seedtree.cli.common import DEFAULT_CONCURRENCY, METHODS, STEP_METHODS
 
 # `seedtree --help`'s description (the one-module CLI's docstring, kept word for word)
 DESCRIPTION = (
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_arrivals_parser(sub)
     _add_bench_parser(sub)
     _add_bench_serve_parser(sub)
+    _add_bench_run_parser(sub)
     _add_solve_parser(sub)
     _add_run_parser(sub)
     _add_serve_parser(sub)
@@ -138,6 +139,27 @@ def _add_bench_parser(sub) -> None:
     _add_tree_args(bench, method=False)
 
 
+def _add_bench_run_parser(sub) -> None:
+    br = sub.add_parser(
+        "bench-run", help="problems per hour with P trees in flight on one engine, per method"
+    )
+    br.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    br.add_argument("--limit", type=int, default=8, help="number of problems")
+    br.add_argument("--start", type=int, default=0, help="first problem index")
+    br.add_argument(
+        "--methods",
+        default="batched-ar-cached seed-batched+fixed seed-batched",
+        help="space-separated method variants (bench's METHOD+... forms; +fixed: today's "
+        "fixed-cost draft policy)",
+    )
+    br.add_argument(
+        "--concurrency", default="1 2 4 8", help="space-separated P values (trees in flight)"
+    )
+    br.add_argument("--repeat", type=int, default=1, help="timed passes after one warm-up")
+    br.add_argument("--out", type=Path, default=Path("bench"))
+    _add_tree_args(br, method=False, backend=False)
+
+
 def _add_bench_serve_parser(sub) -> None:
     bs = sub.add_parser(
         "bench-serve", help="the same trees in-process and through seedtree serve (HTTP cost)"
@@ -184,6 +206,15 @@ def _add_run_parser(sub) -> None:
         help="let --resume continue a run made with other settings (records are mixed)",
     )
     run.add_argument("--trees", action="store_true", help="also save each tree as JSON")
+    run.add_argument(
+        "--concurrency",
+        type=int,
+        default=None,
+        metavar="P",
+        help=f"trees built at the same time on one engine (default {DEFAULT_CONCURRENCY}); "
+        "their requests share its rounds, records are the same as one at a time (not with "
+        "--ray: a replica builds one tree at a time)",
+    )
     _add_tree_args(run)
     _add_ray_args(run, "solve the problems on N Ray replicas, each with its own model pair")
 
@@ -265,6 +296,14 @@ def _add_draft_options(g) -> None:
         metavar="L",
         help="lookup drafting: also propose up to L tokens copied from text already written "
         "(prompt, sibling branches, earlier calls); free, lossless (default 0: off)",
+    )
+    g.add_argument(
+        "--policy",
+        default="batch",
+        choices=["batch", "fixed"],
+        help="adaptive draft lengths: batch (default; planned for the whole batch from costs "
+        "measured at start-up: speculation fades as the batch fills) or fixed (each branch "
+        "alone, at the fixed draft/target cost ratio 0.15)",
     )
     g.add_argument(
         "--no-dedup",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from seedtree.cli.common import (
+    DEFAULT_CONCURRENCY,
     endpoint_of,
     load_llm,
     model_settings,
@@ -15,6 +16,7 @@ from seedtree.cli.common import (
     tree_configs,
 )
 from seedtree.errors import SeedtreeError
+from seedtree.validate import check_int
 
 
 def cmd_solve(args) -> int:
@@ -70,7 +72,7 @@ def _compared_engine(method: str, engine):
 
 def cmd_run(args) -> int:
     from seedtree.search.results import open_run, run_settings
-    from seedtree.search.run import run_in_folder
+    from seedtree.search.run import MAX_CONCURRENCY, run_in_folder
     from seedtree.tasks import get_task
 
     task = get_task(args.task)
@@ -82,6 +84,13 @@ def cmd_run(args) -> int:
         raise SeedtreeError(
             "--ray runs local models on Ray replicas, --backend openai a server's: drop one"
         )
+    if ray_config is not None and args.concurrency is not None:
+        raise SeedtreeError(
+            "--concurrency is for one engine; on Ray each replica builds one tree at a time: "
+            "drop it, or give more --replicas"
+        )
+    concurrency = DEFAULT_CONCURRENCY if args.concurrency is None else args.concurrency
+    check_int("--concurrency", concurrency, 1, MAX_CONCURRENCY)
     examples = task_examples(task, args)[args.start : args.start + args.limit]
     data = str(args.data.resolve()) if args.data else None
     endpoint = endpoint_of(args)
@@ -108,10 +117,10 @@ def cmd_run(args) -> int:
             )
             summary = ray_run.summary
         else:
-            pair = None if endpoint is not None else load_llm(args).models
+            llm = None if endpoint is not None else load_llm(args).engine(engine.method, spec)
             summary = run_in_folder(
-                pair, task, examples, folder, search, engine, spec,
-                on_tree=on_tree, endpoint=endpoint,
+                llm, task, examples, folder, search, engine, spec,
+                on_tree=on_tree, endpoint=endpoint, concurrency=concurrency,
             )  # fmt: skip
     print(
         f"{summary.task} [{summary.method}]: {summary.correct}/{summary.examples} correct "

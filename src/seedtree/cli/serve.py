@@ -27,6 +27,7 @@ def cmd_serve(args) -> int:
         tree_mass=args.tree_mass,
         lookup=args.lookup,
         dedup=args.dedup,
+        policy=args.policy,
     )
 
     def config(model: str) -> ServerConfig:

@@ -66,3 +66,56 @@ def lookup_length(alpha_lookup: float, limit: int) -> int:
     while n < limit and alpha_lookup ** (n + 1) >= MIN_MARGINAL:
         n += 1
     return n
+
+
+# -- speculation that knows the batch -------------------------------------------------------------
+@dataclass(frozen=True)
+class CostModel:
+    """Seconds per forward on this machine, measured at start-up (`engine.costs.measure`):
+
+        target forward  a + b * rows * width + e * rows * context
+        draft step      d0 + d1 * rows
+
+    `width` is the widest row's new tokens (a ragged batch pads every row to it), `context` the
+    longest cached prefix (each row's KV is copied into the batch and attended over)."""
+
+    a: float
+    b: float
+    e: float
+    d0: float
+    d1: float
+
+    def target(self, rows: int, width: int, context: int) -> float:
+        return self.a + self.b * rows * width + self.e * rows * context
+
+    def draft(self, rows: int) -> float:
+        return self.d0 + self.d1 * rows if rows else 0.0
+
+
+def plan_depths(
+    alphas: list[float],  # [branches] each branch's running acceptance estimate
+    widths: tuple[int, ...],  # draft-tree nodes per depth (a chain: 1 each; MCSD: its tree)
+    costs: CostModel,
+    context: int,
+) -> list[int]:
+    """Each branch's draft depth this round, for the whole batch: the plan with the most
+    expected tokens per second of draft steps plus one target forward. Every row of the
+    verification is padded to the deepest tree, so the batch shares one depth D; a branch drafts
+    D or nothing (its draft rows are what it saves). As the batch fills, the target's cost per
+    row grows and D falls to 0: plain batched decoding. Uses only the branches' past."""
+    n = len(alphas)
+    order = sorted(range(n), key=lambda i: (-alphas[i], i))  # most likely to pay first
+    best_rate, best = n / costs.target(n, 1, context), (0, 0)  # plain decoding: (depth, rows)
+    nodes = 0
+    for depth in range(1, len(widths) + 1):
+        nodes += widths[depth - 1]
+        verify = costs.target(n, 1 + nodes, context)
+        tokens = float(n)
+        for m, i in enumerate(order, 1):  # the m likeliest branches draft `depth`
+            tokens += expected_tokens(alphas[i], depth) - 1
+            rate = tokens / (verify + depth * costs.draft(m))
+            if rate > best_rate:
+                best_rate, best = rate, (depth, m)
+    depth, m = best
+    drafting = set(order[:m])
+    return [depth if i in drafting else 0 for i in range(n)]

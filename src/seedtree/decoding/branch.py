@@ -75,6 +75,7 @@ class Branch:
         self.lookup: LookupIndex | None = None  # lookup drafting (`attach_lookup`)
         self.doc = -1  # this branch's document in the lookup index
         self.lookup_acceptance = AcceptanceEstimate()
+        self.planned_depth: int | None = None  # this round's, from the engine's batch policy
         # one per generated token, when the request asks for them (SamplingParams.logprobs)
         self.logprobs: list[TokenLogprob] | None = None if self.params.logprobs is None else []
 
@@ -117,7 +118,9 @@ class Branch:
         (a round emits at most depth + 1 tokens). Lookup candidates do not shorten it: they are
         free extra rows beside the model's chain (see `adaptive.best_gamma`)."""
         depth = len(self.shape)
-        if self.spec.adaptive and depth:
+        if self.planned_depth is not None:  # the engine planned the whole batch's round
+            depth = min(depth, self.planned_depth)
+        elif self.spec.adaptive and depth:
             depth = best_gamma(self.acceptance.alpha, self.spec.c, depth)
         return self.shape[: max(0, min(depth, self.seq.remaining - 1))]
 

@@ -74,24 +74,35 @@ def generate_hf_assisted(
         stopping = StoppingCriteriaList(
             [_StopStrings(pair.tokenizer, params.stop, len(prompt_ids))]
         )
-    with torch.inference_mode():
-        out = pair.target.generate(
-            input_ids=ids,
-            attention_mask=torch.ones_like(ids),
-            assistant_model=pair.draft,
-            max_new_tokens=seq.max_len - len(prompt_ids),
-            eos_token_id=eos,
-            pad_token_id=eos[0] if eos else pair.tokenizer.pad_token_id,
-            stopping_criteria=stopping,
-            top_k=None,
-            **sampling,
-        )  # [1, T + new]
+    forwards = [0]  # transformers does not count its target forwards: a hook does
+
+    def count(module, args) -> None:  # returns None: the inputs pass unchanged
+        forwards[0] += 1
+
+    hook = pair.target.register_forward_pre_hook(count)
+    try:
+        with torch.inference_mode():
+            out = pair.target.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                assistant_model=pair.draft,
+                max_new_tokens=seq.max_len - len(prompt_ids),
+                eos_token_id=eos,
+                pad_token_id=eos[0] if eos else pair.tokenizer.pad_token_id,
+                stopping_criteria=stopping,
+                top_k=None,
+                **sampling,
+            )  # [1, T + new]
+    finally:
+        hook.remove()
     for token in out[0, len(prompt_ids) :].tolist():
         seq.commit([token])
         if seq.finished:
             break
     if not seq.finished:  # HF stopped on its own rule before ours: count it as a stop
         seq.finish_reason = "stop"
-    stats = DecodeStats(method="hf-assisted", new_tokens=len(seq.generated))
+    stats = DecodeStats(
+        method="hf-assisted", new_tokens=len(seq.generated), target_forwards=forwards[0]
+    )
     stats.wall_s = time.perf_counter() - start
     return GenerationResult(seq.generated, seq.text(), seq.finish_reason, stats)

@@ -74,6 +74,9 @@ class SamplingParams:
         return self.temperature == 0
 
 
+POLICIES = ("batch", "fixed")  # SpecConfig.policy
+
+
 @dataclass(frozen=True)
 class SpecConfig:
     """Speculative decoding: the draft q proposes `gamma` tokens per round for the target p.
@@ -83,12 +86,15 @@ class SpecConfig:
     (T > 0; at T=0 the candidates are q's top-k).
 
     Adaptive speculation (`adaptive`): each round a branch drafts the length in 0..gamma that
-    maximises expected tokens per unit of time, from its own running estimate of alpha and the
-    draft/target cost ratio `c` (gamma 0 = plain decoding); a chain also stops early where the
-    draft's probability of its token falls below `min_draft_prob`; at T=0 a token tree gives a
-    node fewer candidates than `k_config` allows once those it has hold `tree_mass` of q's
-    probability there (1: always k_config's count). Any draft policy is lossless: verification
-    alone decides what is emitted.
+    maximises expected tokens per unit of time (gamma 0 = plain decoding), from its own running
+    estimate of alpha and, with `policy="batch"` (the step engine's default), the costs the
+    engine measured at start-up for the whole batch it runs (`adaptive.plan_depths`: speculation
+    fades to plain batched decoding as the batch fills), or with `policy="fixed"` (SEED's
+    drafter threads always) the fixed draft/target cost ratio `c`, branch by branch; a chain
+    also stops early where the draft's probability of its token falls below `min_draft_prob`;
+    at T=0 a token tree gives a node fewer candidates than `k_config` allows once those it has
+    hold `tree_mass` of q's probability there (1: always k_config's count). Any draft policy is
+    lossless: verification alone decides what is emitted.
 
     Lookup drafting (`lookup` > 0; `seedtree.decoding.lookup`): each round a branch also proposes
     up to `lookup` tokens that followed its last few tokens elsewhere (its prompt, its siblings'
@@ -107,6 +113,7 @@ class SpecConfig:
     tree_mass: float = 1.0  # T=0 token trees: a node's candidates stop once they hold this of q
     lookup: int = 0  # lookup drafting: candidates copied from text already written, at most
     dedup: bool = True  # identical greedy requests decoded once (batched step engine)
+    policy: str = "batch"  # adaptive draft lengths: "batch" (measured costs) | "fixed" (c)
 
     def __post_init__(self) -> None:
         check_int("gamma", self.gamma)
@@ -132,6 +139,8 @@ class SpecConfig:
             raise SeedtreeError(f"c (draft/target cost ratio) must be in (0, 10), got {self.c}")
         check_int("lookup", self.lookup, 0, MAX_GAMMA)
         check_bool("dedup", self.dedup)
+        if self.policy not in POLICIES:
+            raise SeedtreeError(f"policy must be one of {', '.join(POLICIES)}, got {self.policy!r}")
         if not isinstance(self.min_draft_prob, int | float) or not 0 <= self.min_draft_prob < 1:
             raise SeedtreeError(f"min_draft_prob must be in [0, 1), got {self.min_draft_prob}")
         check_real("tree_mass", self.tree_mass)

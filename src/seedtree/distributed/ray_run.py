@@ -40,7 +40,7 @@ from seedtree.distributed.cluster import (
     import_ray,
     load_replica,
 )
-from seedtree.engine.prefix_cache import PrefixCache
+from seedtree.engine import LLMEngine
 from seedtree.errors import SeedtreeError
 from seedtree.llm import ModelSettings
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
@@ -91,20 +91,20 @@ class Replica:
     """One Ray actor (`ray.remote(Replica)`): a pair loaded once, then one tree per call."""
 
     def __init__(self, work: Work) -> None:
-        self.work, self.pair = work, None
-        self.cache = PrefixCache()  # shared by this replica's trees, as in `run_in_folder`
+        self.work, self.engine = work, None  # THE engine of this replica, once loaded
 
     def load(self) -> Loaded:
         try:
             llm, node = load_replica(self.work.models, self.work.threads)
         except SeedtreeError as exc:
             return Loaded(node="", error=str(exc))
-        self.pair = llm.models
+        w = self.work
+        self.engine = LLMEngine(llm.models, w.engine.method, w.spec)
         return Loaded(node)
 
     def solve(self, example: Any) -> Solved:
         w = self.work
-        tree = solve(self.pair, w.task, example, w.search, w.engine, w.spec, self.cache)
+        tree = solve(self.engine, w.task, example, w.search, w.engine)
         return Solved(record_of(tree, example.index), tree.to_dict() if w.trees else None)
 
 

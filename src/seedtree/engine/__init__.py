@@ -1,14 +1,31 @@
-"""The engine: the method registry, the step engine (add_request / step / abort; continuous
-batching; prefix cache; adaptive speculation), SEED's paper mode, and `generate_many`."""
+"""The engine: THE engine object (`LLMEngine`: one per process, every front door its client),
+the method registry, the step engine (add_request / step / abort; continuous batching; prefix
+cache; batch-aware adaptive speculation), SEED's paper mode, and `generate_many`."""
 
 from seedtree.decoding.branch import Request
 from seedtree.decoding.lookup import LookupIndex
-from seedtree.engine.many import ManyResult, RunStats, expand_requests, generate_many
+from seedtree.engine.core import (
+    Job,
+    LLMEngine,
+    QueueFull,
+    ShuttingDown,
+    expand_requests,
+    run_off_main_thread,
+    sample_seed,
+)
+from seedtree.engine.many import ManyResult, RunStats, generate_many, run_many
 from seedtree.engine.methods import METHODS, REGISTRY, Method, get_method
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.engine.step import RequestOutput, StepEngine
 
 __all__ = [
+    "Job",
+    "LLMEngine",
+    "QueueFull",
+    "ShuttingDown",
+    "run_many",
+    "run_off_main_thread",
+    "sample_seed",
     "METHODS",
     "REGISTRY",
     "LookupIndex",

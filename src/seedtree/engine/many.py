@@ -1,26 +1,22 @@
-"""Many requests at once: `generate_many(pair, requests, method)`, for every registered method
-(`seedtree.engine.methods`). Returns one `GenerationResult` per request (in request order), the
-timeline trace and run stats. The step engine serves `serial` and `batched` methods, the paper's
-runner `threads`, and two plain loops the reference AR and transformers' assisted generation.
+"""A batch of requests with its run stats: `run_many(engine, requests)` on a long-lived
+`LLMEngine`, or `generate_many(pair, requests, method)` on a one-off one, for every registered
+method (`seedtree.engine.methods`). Returns one `GenerationResult` per request (in request
+order), the timeline trace and run stats.
 """
 
 from __future__ import annotations
 
 import resource
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from seedtree.decoding.ar import generate_ar
-from seedtree.decoding.branch import Branch, Request
-from seedtree.decoding.hf import generate_hf_assisted
-from seedtree.decoding.lookup import LookupIndex
-from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import DecodeStats, GenerationResult
-from seedtree.decoding.sampling import derive_seed
+from seedtree.decoding.branch import Request
+from seedtree.decoding.params import SpecConfig
+from seedtree.decoding.result import GenerationResult
+from seedtree.engine.core import LLMEngine
 from seedtree.engine.methods import get_method
-from seedtree.engine.paper import run_seed
 from seedtree.engine.prefix_cache import PrefixCache
-from seedtree.engine.step import StepEngine, check_prompt
+from seedtree.engine.step import check_prompt
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 from seedtree.scheduling.runner import SchedulerConfig
@@ -53,50 +49,6 @@ class ManyResult:
     extra: dict = field(default_factory=dict)
 
 
-def expand_requests(prompts: list[list[int]], params: SamplingParams) -> list[Request]:
-    """n samples per prompt (params.n). Sample 0 keeps the request's seed, sample j > 0 gets a
-    seed hashed from (seed, j) (`derive_seed`): nearby seeds share no samples."""
-    requests = []
-    for ids in prompts:
-        for j in range(params.n):
-            seed = params.seed
-            if seed is not None and j > 0:
-                seed = derive_seed(seed, "sample", j)
-            requests.append(Request(ids, replace(params, seed=seed, n=1)))
-    return requests
-
-
-def _cancelled_result(method: str) -> GenerationResult:
-    return GenerationResult([], "", "cancelled", DecodeStats(method=method))
-
-
-def _run_plain(pair, requests, trace, cancelled, decode) -> list[GenerationResult]:
-    """Request after request (reference AR, transformers' assisted generation)."""
-    results = []
-    for i, r in enumerate(requests):
-        if i in cancelled:
-            results.append(_cancelled_result(trace.method))
-            continue
-        start = trace.now()
-        results.append(decode(pair, r.prompt_ids, r.params))
-        trace.add("decode", [i], start, trace.now())
-    return results
-
-
-def _run_engine(
-    pair, requests, method, spec, cache, trace, cancelled, lookup
-) -> list[GenerationResult]:
-    engine = StepEngine(pair, method, spec, prefix_cache=cache, trace=trace, lookup=lookup)
-    for i, r in enumerate(requests):
-        engine.add_request(i, r.prompt_ids, r.params)
-    results: dict[int, GenerationResult] = {}
-    while engine.has_unfinished():
-        for i in sorted(cancelled):  # may grow while we run (another thread)
-            engine.abort(i)
-        results |= {out.request_id: out.result for out in engine.step() if out.finished}
-    return [results[i] for i in range(len(requests))]
-
-
 def generate_many(
     pair: ModelPair,
     requests: list[Request],
@@ -105,39 +57,31 @@ def generate_many(
     scheduler: SchedulerConfig | None = None,
     cancelled: set[int] | None = None,
     prefix_cache: PrefixCache | None = None,
-    lookup: LookupIndex | None = None,
 ) -> ManyResult:
-    """Decode every request with `method`; results in request order, plus the trace and stats.
-    `cancelled`: request indices to stop (may be added to from another thread while running;
-    unknown indices are ignored). `prefix_cache`: KV kept across calls (methods that use one;
-    a fresh cache for this call when None). `lookup`: the text index of lookup drafting
-    (`spec.lookup` > 0), shared across calls when passed."""
-    m = get_method(method)
+    """Decode every request with `method` on a one-off `LLMEngine`; results in request order,
+    plus the trace and stats. `cancelled`: request indices to stop (may be added to from another
+    thread while running; unknown indices are ignored). `prefix_cache`: KV kept across calls
+    (methods that use one). A long-lived client keeps one `LLMEngine` and calls its `generate`."""
+    get_method(method)
     if not requests:
         raise SeedtreeError("no requests: pass at least one prompt")
     for r in requests:
         check_prompt(pair, r.prompt_ids)
-    spec = spec or SpecConfig()
-    cancelled = cancelled if cancelled is not None else set()
-    trace = Trace(method=method)
+    engine = LLMEngine(pair, method, spec, prefix_cache=prefix_cache, scheduler=scheduler)
+    try:
+        return run_many(engine, requests, cancelled)
+    finally:
+        engine.close()
+
+
+def run_many(
+    engine: LLMEngine, requests: list[Request], cancelled: set[int] | None = None
+) -> ManyResult:
+    """`engine.generate(requests)` with its run stats: the offline form of a batch of requests
+    (`LLM.generate`, the benchmarks). Other clients' requests may share its rounds."""
     start = time.perf_counter()
-    if m.schedule == "reference":
-        results = _run_plain(pair, requests, trace, cancelled, generate_ar)
-    elif m.schedule == "hf":
-        results = _run_plain(pair, requests, trace, cancelled, generate_hf_assisted)
-    elif m.schedule == "threads":
-        shape = m.shape(spec)
-        branches = [Branch(i, pair, r, spec, shape, method) for i, r in enumerate(requests)]
-        if spec.lookup and shape:
-            index = lookup if lookup is not None else LookupIndex()
-            for b in branches:
-                b.attach_lookup(index)
-        run_seed(branches, trace, scheduler, cancelled)
-        results = [b.result() for b in branches]
-    else:
-        cache = prefix_cache if prefix_cache is not None else PrefixCache()
-        results = _run_engine(pair, requests, m, spec, cache, trace, cancelled, lookup)
-    return ManyResult(results, trace, _run_stats(method, results, trace, start))
+    results, trace = engine.generate(requests, cancelled)
+    return ManyResult(results, trace, _run_stats(engine.method.name, results, trace, start))
 
 
 def _run_stats(method: str, results: list[GenerationResult], trace: Trace, start: float):

@@ -140,6 +140,11 @@ class PrefixCache:
         self.nbytes = 0
         self.stats = CacheStats()
 
+    def clear(self) -> None:
+        """Drop every entry (a benchmark's runs start cold)."""
+        self.trees = {"p": _Radix(), "q": _Radix()}
+        self.nbytes = 0
+
     def match(self, ids: list[int], p: KVSequence, q: KVSequence | None) -> int:
         """Load the longest cached prefix of ids into fresh caches p (and q); p's hit length."""
         hit = self.trees["p"].match(ids, p)

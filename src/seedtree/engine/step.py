@@ -31,6 +31,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, replace
 
 from seedtree.decoding import speculative
+from seedtree.decoding.adaptive import CostModel, plan_depths
 from seedtree.decoding.branch import Branch, Request
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
@@ -88,14 +89,19 @@ class StepEngine:
         max_running: int = MAX_RUNNING,
         trace: Trace | None = None,
         lookup: LookupIndex | None = None,
+        costs: CostModel | None = None,
     ) -> None:
         """`lookup`: the text index lookup drafting reads (SpecConfig.lookup > 0): shared with
-        earlier calls when passed (a tree's), else this engine's own."""
+        earlier calls when passed (a tree's), else this engine's own. `costs`: this machine's
+        measured costs; with them (and `spec.policy == "batch"`) each round's draft depths are
+        planned for the whole batch (`adaptive.plan_depths`), else branch by branch."""
         self.method = method if isinstance(method, Method) else get_method(method)
         if self.method.schedule not in ("serial", "batched"):
             raise SeedtreeError(f"method '{self.method.name}' does not run on the step engine")
         self.pair, self.spec = pair, spec or SpecConfig()
         self.shape = self.method.shape(self.spec)
+        self.widths = tuple(itertools.accumulate(self.shape, lambda a, b: a * b))  # nodes/depth
+        self.costs = costs if self.spec.adaptive and self.spec.policy == "batch" else None
         self.cache = prefix_cache if self.method.prefix_cache else None
         self.lookup = None
         if self.spec.lookup and self.shape:
@@ -226,6 +232,7 @@ class StepEngine:
             before = {b.index: len(b.seq.generated) for b in active}
             if self.shape:
                 t = self.trace.now()
+                self._plan(active)
                 speculative.draft(active)
                 drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
                 if drafting:
@@ -253,6 +260,16 @@ class StepEngine:
             if b.index not in reported:  # failed before its first round
                 outputs += self._finished(b)
         return outputs
+
+    def _plan(self, active: list[Branch]) -> None:
+        """This round's draft depth of every branch, planned for the batch (batch policy)."""
+        if self.costs is None:
+            return
+        context = max(b.p.length for b in active)
+        alphas = [b.acceptance.alpha for b in active]
+        depths = plan_depths(alphas, self.widths, self.costs, context)
+        for b, depth in zip(active, depths, strict=True):
+            b.planned_depth = depth
 
     def _admit(self) -> None:
         """Waiting requests join: prefix-cache hits loaded, the rest prefilled together."""

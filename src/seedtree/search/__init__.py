@@ -11,13 +11,14 @@ tree = solve(None, task, example, search, EngineConfig(temperature=0.7, seed=1),
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict
 from typing import Any
 
 from seedtree.decoding import SpecConfig
-from seedtree.engine import PrefixCache
+from seedtree.engine import LLMEngine
 from seedtree.models.loader import ModelPair
 from seedtree.search.bfs import bfs
 from seedtree.search.config import ALGORITHMS, SearchConfig
@@ -29,24 +30,32 @@ from seedtree.tasks.base import Task
 
 
 def solve(
-    pair: ModelPair | None,
+    models: ModelPair | LLMEngine | None,
     task: Task,
     example: Any,
     search: SearchConfig | None = None,
     engine: EngineConfig | None = None,
     spec: SpecConfig | None = None,
-    prefix_cache: PrefixCache | None = None,
     progress: Callable[[Call], None] | None = None,
     endpoint: Endpoint | None = None,
+    stop: threading.Event | None = None,
 ) -> Tree:
-    """Build the reasoning tree of one example and score its answer. `prefix_cache`: KV of
-    prompt prefixes to share with other trees (few-shot examples); a fresh one when None.
+    """Build the reasoning tree of one example and score its answer. `models`: THE engine of
+    the process (`LLMEngine`; other trees may run on it at the same time; `spec` is then its
+    own), or a model pair, for which a one-off engine of `engine.method` and `spec` is built.
     `progress(call)`: told as each engine call ends (see `progress_printer`).
-    `endpoint`: build it through an OpenAI-compatible server instead (`pair` None); the tree's
-    method is then "openai" and its config records the endpoint (`search.remote`)."""
+    `endpoint`: build it through an OpenAI-compatible server instead (`models` None); the tree's
+    method is then "openai" and its config records the endpoint (`search.remote`).
+    `stop`: once set, the tree's next engine call raises `Stopped` (a run stopping its trees)."""
     search = search or SearchConfig()
     engine_config = engine or EngineConfig()
-    run = Engine(pair, engine_config, spec, prefix_cache, progress, endpoint)
+    if isinstance(models, ModelPair):
+        one_off = LLMEngine(models, engine_config.method, spec)
+        try:
+            return solve(one_off, task, example, search, engine_config, None, progress, stop=stop)
+        finally:
+            one_off.close()
+    run = Engine(models, engine_config, progress, endpoint, stop)
     depth = search.depth or task.depth(example)
     config = {"search": asdict(search) | {"depth": depth}, "engine": asdict(engine_config)}
     if run.endpoint is not None:

@@ -1,5 +1,6 @@
-"""The search's one door to the models: a batch of prompts -> `generate_many(method)` -> texts,
-or, with an `Endpoint` instead of a model pair, concurrent requests to an OpenAI-compatible
+"""The search's one door to the models: a batch of prompts -> THE engine of the process
+(`engine.LLMEngine`, shared with every other tree in flight) -> texts, or, with an `Endpoint`
+instead, concurrent requests to an OpenAI-compatible
 server (`search.remote`): the same seeds, prompts and budgets, so the same tree where the server
 samples as we do.
 
@@ -10,25 +11,15 @@ Each call's timeline trace and counts are recorded as a `Call` for the tree's re
 
 from __future__ import annotations
 
-import itertools
+import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 
-from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.decoding import SamplingParams
 from seedtree.decoding.result import GenerationResult
-from seedtree.decoding.sampling import derive_seed
-from seedtree.engine import (
-    METHODS,
-    LookupIndex,
-    PrefixCache,
-    Request,
-    generate_many,
-    get_method,
-)
+from seedtree.engine import METHODS, LLMEngine, Request, get_method, sample_seed
 from seedtree.errors import SeedtreeError
-from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
 from seedtree.search import remote
 from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call
@@ -37,21 +28,8 @@ from seedtree.tasks.base import Prompt
 SEARCH_METHODS = METHODS  # every registered method
 
 
-@contextmanager
-def count_forwards(model):
-    """Counts `model`'s forward calls (a batched forward counts once) while inside."""
-    counter = itertools.count()
-
-    def hook(module, args) -> None:  # returns None: the inputs pass unchanged
-        next(counter)
-
-    handle = model.register_forward_pre_hook(hook)
-    box = [0]
-    try:
-        yield box
-    finally:
-        handle.remove()
-        box[0] = next(counter)
+class Stopped(Exception):
+    """A tree stopped before it finished (its run was interrupted)."""
 
 
 @dataclass(frozen=True)
@@ -67,33 +45,33 @@ class EngineConfig:
 class Engine:
     def __init__(
         self,
-        pair: ModelPair | None,
+        engine: LLMEngine | None,
         config: EngineConfig,
-        spec: SpecConfig | None = None,
-        prefix_cache: PrefixCache | None = None,
         progress: Callable[[Call], None] | None = None,
         endpoint: Endpoint | None = None,
+        stop: threading.Event | None = None,
     ):
         """`progress(call)`: told after every engine call (a level's generation, evaluation).
-        Exactly one of `pair` (local models) and `endpoint` (an OpenAI-compatible server; the
-        method and speculation are then the server's, `spec` and `config.method` unused)."""
+        Exactly one of `engine` (THE engine of this process: its method must be the config's;
+        other trees may share it) and `endpoint` (an OpenAI-compatible server; the method and
+        speculation are then the server's, `config.method` unused)."""
         get_method(config.method)
-        if (pair is None) == (endpoint is None):
+        if (engine is None) == (endpoint is None):
             raise SeedtreeError(
-                "the search needs either a model pair or an OpenAI endpoint: pass exactly one"
+                "the search needs either a model engine or an OpenAI endpoint: pass exactly one"
+            )
+        if engine is not None and engine.method.name != config.method:
+            raise SeedtreeError(
+                f"the engine runs '{engine.method.name}' but the search asks for "
+                f"'{config.method}': build the engine with that method"
             )
         if endpoint is not None and endpoint.chat is None:
             endpoint = remote.connect(endpoint)
-        self.progress = progress
-        self.pair, self.config, self.spec = pair, config, spec or SpecConfig()
-        self.endpoint = endpoint
-        self.chat = endpoint.chat if endpoint is not None else has_chat_template(pair)
+        self.progress, self.stop = progress, stop
+        self.engine, self.config, self.endpoint = engine, config, endpoint
+        self.chat = endpoint.chat if endpoint is not None else engine.chat_template
         self.calls: list[Call] = []
         self._encoded: dict[str, list[int]] = {}
-        # KV of prompt prefixes, shared by every call of the tree (and beyond, when passed in)
-        self.prefix_cache = prefix_cache if prefix_cache is not None else PrefixCache()
-        # text of every call of the tree, for lookup drafting (SpecConfig.lookup > 0)
-        self.lookup = LookupIndex()
 
     @property
     def method(self) -> str:
@@ -114,7 +92,7 @@ class Engine:
 
     def _encode(self, text: str) -> list[int]:
         if text not in self._encoded:
-            self._encoded[text] = encode_prompt(self.pair, text, chat=self.chat)
+            self._encoded[text] = self.engine.encode(text)  # the engine's chat rule
         return self._encoded[text]
 
     def run(
@@ -123,9 +101,11 @@ class Engine:
         """n results per prompt, prompts in order. Sample j of prompt i of call c is seeded by a
         hash of (seed, c, i, j): the tree is a function of (seed, problem, settings), the same
         for every method (coupled sampling makes their tokens equal)."""
+        if self.stop is not None and self.stop.is_set():
+            raise Stopped("the run stopped this tree")
         call = len(self.calls)
         jobs = [
-            (p.text, self._params(p, derive_seed(self.config.seed, call, i, j)))
+            (p.text, self._params(p, sample_seed(self.config.seed, call, i, j)))
             for i, p in enumerate(prompts)
             for j in range(n)
         ]
@@ -139,16 +119,7 @@ class Engine:
     def _run_local(self, jobs, phase: str, level: int) -> tuple[list[GenerationResult], Call]:
         requests = [Request(self._encode(text), params) for text, params in jobs]
         start = time.perf_counter()
-        with count_forwards(self.pair.target) as forwards:
-            run = generate_many(
-                self.pair,
-                requests,
-                self.config.method,
-                self.spec,
-                prefix_cache=self.prefix_cache,
-                lookup=self.lookup,
-            )
-            results, trace = run.results, run.trace
+        results, trace = self.engine.generate(requests)  # other trees' requests may join it
         wall = time.perf_counter() - start
         copies = [(q, r) for q, r in zip(requests, results, strict=True) if r.stats.copied]
         return results, Call(
@@ -158,7 +129,7 @@ class Engine:
             sum(len(r.token_ids) for r in results),
             wall,
             trace.to_dict(),
-            target_forwards=forwards[0],
+            target_forwards=self._target_forwards(results, trace),
             drafted=sum(r.stats.drafted for r in results),
             accepted=sum(r.stats.accepted for r in results),
             prompt_ids=[r.prompt_ids for r in requests],
@@ -172,6 +143,13 @@ class Engine:
             copied_tokens=sum(len(r.token_ids) for _, r in copies),
             copied_prompt_tokens=sum(len(q.prompt_ids) for q, _ in copies),
         )
+
+    def _target_forwards(self, results: list[GenerationResult], trace) -> int:
+        """Target forwards of a call: on the batched step engine, its verifications (one
+        forward each, shared with whatever else ran in it); elsewhere each request's own."""
+        if self.engine.method.schedule == "batched":
+            return len(trace.of_kind("verify"))
+        return sum(r.stats.target_forwards for r in results)
 
     def _run_remote(self, jobs, phase: str, level: int) -> tuple[list[GenerationResult], Call]:
         """Every job as its own concurrent request. No token ids (no tokenizer here): counts

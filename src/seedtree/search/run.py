@@ -6,7 +6,10 @@ replica died at every try: `distributed.ray_run`) has an error record: `error_re
 
 from __future__ import annotations
 
+import itertools
 import statistics
+import threading
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,12 +17,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from seedtree.decoding import SpecConfig
-from seedtree.engine.prefix_cache import PrefixCache
+from seedtree.engine import LLMEngine
 from seedtree.models.loader import ModelPair
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.remote import METHOD, Endpoint, connect
 from seedtree.search.results import RunFolder, open_run, run_settings
 from seedtree.tasks.base import Task
+from seedtree.validate import check_int
+
+MAX_CONCURRENCY = 64  # trees in flight at most (each holds its level's requests in the engine)
 
 
 @dataclass
@@ -108,7 +114,7 @@ def summarize(task: str, method: str, records: list[dict], interrupted=False) ->
 
 
 def run_dataset(
-    pair: ModelPair | None,
+    models: ModelPair | LLMEngine | None,
     task: Task,
     examples: list[Any],
     out: Path,
@@ -121,12 +127,14 @@ def run_dataset(
     settings: dict | None = None,
     allow_mixed: bool = False,
     endpoint: Endpoint | None = None,
+    concurrency: int = 1,
 ) -> RunSummary:
-    """Solve `examples` in order; append each record to `out/results.jsonl` as it finishes.
-    Without `resume`, an existing non-empty results file is an error (nothing is overwritten);
-    with it, the run's `settings` (default: `run_settings` of these configs and `pair`, or of
-    `endpoint`) must equal those the folder was started with, unless `allow_mixed`. See
-    `search.results`. `endpoint`: solve on an OpenAI-compatible server (`pair` None)."""
+    """Solve `examples`, up to `concurrency` trees at a time on one engine; append each record
+    to `out/results.jsonl` as its tree finishes. Without `resume`, an existing non-empty results
+    file is an error (nothing is overwritten); with it, the run's `settings` (default:
+    `run_settings` of these configs and the pair, or of `endpoint`) must equal those the folder
+    was started with, unless `allow_mixed`. See `search.results`. `endpoint`: solve on an
+    OpenAI-compatible server (`models` None)."""
     if endpoint is not None and endpoint.chat is None:
         endpoint = connect(endpoint)  # once, and recorded settled
     if settings is None and endpoint is not None:
@@ -134,16 +142,18 @@ def run_dataset(
             task.name, endpoint.model, None, engine, search, spec, None, endpoint
         )
     elif settings is None:
+        pair = models.pair if isinstance(models, LLMEngine) else models
         dtype = str(pair.dtype).removeprefix("torch.")
         settings = run_settings(task.name, pair.name, dtype, engine, search, spec)
     with open_run(out, settings, resume, allow_mixed) as folder:
         return run_in_folder(
-            pair, task, examples, folder, search, engine, spec, progress, on_tree, endpoint
-        )
+            models, task, examples, folder, search, engine, spec, progress, on_tree, endpoint,
+            concurrency,
+        )  # fmt: skip
 
 
 def run_in_folder(
-    pair: ModelPair | None,
+    models: ModelPair | LLMEngine | None,
     task: Task,
     examples: list[Any],
     folder: RunFolder,
@@ -153,28 +163,83 @@ def run_in_folder(
     progress: bool = True,
     on_tree=None,
     endpoint: Endpoint | None = None,
+    concurrency: int = 1,
 ) -> RunSummary:
-    """`run_dataset` in a folder already opened (and locked) by `open_run`."""
+    """`run_dataset` in a folder already opened (and locked) by `open_run`. `models`: THE
+    engine of the process, or a pair (a one-off engine of `engine.method` and `spec`)."""
+    check_int("concurrency", concurrency, 1, MAX_CONCURRENCY)
     if endpoint is not None and endpoint.chat is None:
         endpoint = connect(endpoint)
     method = METHOD if endpoint is not None else engine.method
     finished = {r["id"] for r in folder.records}
     todo = [e for e in examples if str(e.id) not in finished]
-    interrupted = False
-    bar = tqdm(todo, desc=f"{task.name} {method}", disable=not progress, unit="problem")
-    # one prefix cache for the whole run: the task's shared prompt text (few-shot examples,
-    # instructions) is prefilled once, not once per problem
-    cache = PrefixCache() if endpoint is None else None
+    bar = tqdm(total=len(todo), desc=f"{task.name} {method}", disable=not progress, unit="problem")
+    owned = isinstance(models, ModelPair)
+    llm = LLMEngine(models, engine.method, spec) if owned else models
+    trees = Trees(llm, task, search, engine, endpoint, concurrency)
     try:
-        for example in bar:
-            tree = solve(pair, task, example, search, engine, spec, cache, endpoint=endpoint)
+        for example, tree in trees.solve(todo):
             folder.append(record_of(tree, example.index))
             if on_tree is not None:
                 on_tree(tree)
-            correct = sum(r["correct"] for r in folder.records)
-            bar.set_postfix(correct=correct, seen=len(folder.records))
-    except KeyboardInterrupt:
-        interrupted = True
-    summary = summarize(task.name, method, folder.records, interrupted)
+            bar.update()
+            bar.set_postfix(
+                correct=sum(r["correct"] for r in folder.records), seen=len(folder.records)
+            )
+    finally:
+        bar.close()
+        if owned:
+            llm.close()
+    summary = summarize(task.name, method, folder.records, trees.interrupted)
     folder.write_summary(summary.__dict__)
     return summary
+
+
+class Trees:
+    """Up to `concurrency` trees at a time on one engine (each in a thread of its own; their
+    requests join the engine's running batch as they come), yielded as each finishes; the next
+    problem starts at once. Ctrl-C: the trees in flight are stopped (their requests aborted) and
+    dropped, what finished is kept (`interrupted`)."""
+
+    def __init__(self, llm, task, search, engine, endpoint, concurrency: int) -> None:
+        self.llm, self.task, self.search, self.engine = llm, task, search, engine
+        self.endpoint, self.concurrency = endpoint, concurrency
+        self.stop = threading.Event()
+        self.interrupted = False
+
+    def _solve(self, example):
+        return solve(
+            self.llm, self.task, example, self.search, self.engine, endpoint=self.endpoint,
+            stop=self.stop,
+        )  # fmt: skip
+
+    def solve(self, examples: list[Any]):
+        todo = iter(examples)
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="seedtree-tree") as pool:
+            running = {
+                pool.submit(self._solve, e): e for e in itertools.islice(todo, self.concurrency)
+            }
+            try:
+                while running:
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in sorted(done, key=lambda f: running[f].index):
+                        example = running.pop(future)
+                        tree = future.result()
+                        nxt = next(todo, None)
+                        if nxt is not None:
+                            running[pool.submit(self._solve, nxt)] = nxt
+                        yield example, tree
+            except KeyboardInterrupt:
+                self.interrupted = True
+                self._stop(running)
+            except BaseException:
+                self._stop(running)
+                raise
+
+    def _stop(self, running: dict) -> None:
+        """Trees in flight end at their next call; their requests now in the engine leave."""
+        self.stop.set()
+        for future in running:
+            future.cancel()
+        if isinstance(self.llm, LLMEngine):
+            self.llm.abort_all()

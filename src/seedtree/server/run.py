@@ -7,30 +7,13 @@ in-flight responses; then the engine loop fails whatever is left and its thread 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
-
 import uvicorn
 
+from seedtree.engine import run_off_main_thread
 from seedtree.server.app import create_app
 from seedtree.server.config import ServerConfig
 
-T = TypeVar("T")
-
-
-def run_off_main_thread(work: Callable[[], T]) -> T:
-    """`work()` (loading the models, a benchmark's in-process trees) on a short-lived thread, so
-    that no long-lived thread but the engine's ever runs torch ops.
-
-    Why: torch's intra-op parallelism is OpenMP, and each thread that runs torch ops gets its own
-    OpenMP team. A step is hundreds of small parallel regions, fast only while the team's workers
-    spin-wait between them; once libgomp manages more threads than there are CPUs (a second
-    team, even idle) it throttles spinning and the workers sleep between regions. Loading on the
-    main thread left such a team behind, and the engine thread ran every call 35-40% slower
-    (BENCHMARKS.md section 5). A thread's team goes when the thread exits."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="seedtree-torch") as pool:
-        return pool.submit(work).result()  # the thread exits as the pool shuts down
+__all__ = ["build_server", "run_off_main_thread", "serve"]
 
 
 class _Server(uvicorn.Server):

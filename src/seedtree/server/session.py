@@ -155,7 +155,7 @@ class Completion:
             for i, r in enumerate(self.requests)
         ]
         try:
-            self.loop.submit(jobs)
+            self.loop.submit_jobs(jobs)
         except QueueFull as exc:
             headers = {"Retry-After": RETRY_AFTER_S}
             raise ApiError(429, str(exc), None, "rate_limit_error", "queue_full", headers) from None
