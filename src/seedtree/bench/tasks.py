@@ -229,7 +229,8 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
     method with and without them: `+lookupL` (lookup drafting of up to L tokens), `+nodedup`
     (identical greedy requests each decoded), `+massM` (T=0 token trees cut at q's probability
     mass M, `SpecConfig.tree_mass`), `+fixed` (adaptive draft lengths branch by branch at the
-    fixed cost ratio c, `SpecConfig.policy`), e.g. `seed-batched+lookup8+nodedup`, `mcsd-batched+mass0.8`."""
+    fixed cost ratio c, `SpecConfig.policy`), e.g. `seed-batched+lookup8+nodedup`,
+    `mcsd-batched+mass0.8`."""
     method, *extras = name.split("+")
     if method not in SEARCH_METHODS:
         raise SeedtreeError(
