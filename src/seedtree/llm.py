@@ -13,9 +13,9 @@ from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.engine import ManyResult, PrefixCache, expand_requests, generate_many, get_method
 from seedtree.errors import SeedtreeError
-from seedtree.models.loader import ModelPair, encode_prompt, load_pair
+from seedtree.models.loader import ModelPair, check_device, encode_prompt, load_pair
 from seedtree.models.registry import DEFAULT_PAIR
-from seedtree.validate import check_generate_args
+from seedtree.validate import check_generate_args, check_optional_str, check_size_mb
 
 
 class LLM:
@@ -32,6 +32,12 @@ class LLM:
         cache_mb: float = 1024.0,
         device: str = "cpu",
     ) -> None:
+        for name, value in (("pair", pair), ("draft", draft), ("target", target)):
+            check_optional_str(name, value)
+        check_optional_str("dtype", dtype)
+        check_optional_str("draft_dtype", draft_dtype)
+        check_device(device)
+        check_size_mb("cache_mb", cache_mb)
         self.last_run: ManyResult | None = None  # the trace and stats of the last generate()
         self.models = models or load_pair(
             pair, draft, target, dtype=dtype, draft_dtype=draft_dtype, progress=progress

@@ -109,9 +109,16 @@ def check_prompts(prompts: Any, one_allowed: bool) -> None:
 
 
 def check_optional_str(name: str, value: Any) -> None:
-    """`value` is None or a string (a model name, a path, a device)."""
+    """`value` is None or a string (a model name, a path, a dtype)."""
     if value is not None and not isinstance(value, str):
         raise SeedtreeError(f"{name} must be a string or None, got {_kind(value)} {value!r}")
+
+
+def check_size_mb(name: str, value: Any) -> None:
+    """A size in MB: a finite number >= 0."""
+    check_real(name, value)
+    if value < 0:
+        raise SeedtreeError(f"{name} must be >= 0 (MB), got {value}")
 
 
 def check_generate_args(prompts: Any, params: Any, spec: Any, chat: Any, one_allowed: bool) -> None:

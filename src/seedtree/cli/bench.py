@@ -121,7 +121,7 @@ def cmd_bench(args) -> int:
     endpoint_of(args)  # --base-url and friends without --backend openai: an error
     task = get_task(args.task)
     search, engine, spec = tree_configs(args)
-    methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS
+    methods = SEARCH_METHODS if args.methods is None else tuple(args.methods.split())
     if not methods:
         raise SeedtreeError(f"--methods is empty: choose from {', '.join(SEARCH_METHODS)}")
     for name in methods:  # before the models load
