@@ -11,11 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from seedtree.decoding import SpecConfig
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.models.loader import ModelPair
+from seedtree.progress import progress_bar
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.remote import METHOD, Endpoint, connect
 from seedtree.search.results import RunFolder, open_run, run_settings
@@ -161,7 +160,7 @@ def run_in_folder(
     finished = {r["id"] for r in folder.records}
     todo = [e for e in examples if str(e.id) not in finished]
     interrupted = False
-    bar = tqdm(todo, desc=f"{task.name} {method}", disable=not progress, unit="problem")
+    bar = progress_bar(todo, desc=f"{task.name} {method}", disable=not progress, unit="problem")
     # one prefix cache for the whole run: the task's shared prompt text (few-shot examples,
     # instructions) is prefilled once, not once per problem
     cache = PrefixCache() if endpoint is None else None
