@@ -479,7 +479,7 @@ def test_a_full_queue_answers_429_with_retry_after(llm, slow_steps):
             assert s.status_code == 200
             next(s.iter_lines())  # the long request holds the one slot
             r = httpx.post(running.url + "/v1/completions", json=GOOD, timeout=WAIT_S)
-            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
             assert r.json()["error"]["code"] == "queue_full"
             r = httpx.post(running.url + "/v1/completions", json=GOOD | {"n": 2})
             assert r.status_code == 400 and r.json()["error"]["param"] == "n"  # never fits
