@@ -148,3 +148,40 @@ def test_a_method_with_and_without_lookup_and_dedup_in_one_pass():
         parse_variant("mcsd-batched+mass2", SpecConfig())
     with pytest.raises(SeedtreeError, match="METHOD\\+massM"):
         parse_variant("mcsd-batched+massive", SpecConfig())
+
+
+def test_a_stopped_bench_keeps_its_passes_and_shows_a_line_per_tree(tmp_path, monkeypatch, capsys):
+    """Each finished pass is in bench_<task>.json at once (written whole); stderr, not a
+    terminal here, has one progress line per tree."""
+    import seedtree.bench.tasks as bench
+
+    solve, calls = bench.solve, []
+
+    def stopped_in_pass_two(*args, **kw):
+        calls.append(1)
+        if len(calls) == 5:  # 2 warm-ups, pass 1's 2 trees, then pass 2's first
+            raise KeyboardInterrupt
+        return solve(*args, **kw)
+
+    monkeypatch.setattr(bench, "solve", stopped_in_pass_two)
+    cfg = TaskBenchConfig(
+        task="gsm8k",
+        limit=1,
+        methods=("ar", "seed-batched"),
+        repeat=2,
+        search=SearchConfig(k=2, b=1, depth=1),
+        max_new_tokens=4,
+        dtype="float64",
+        draft_dtype="float64",
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_task_bench(tiny_pair(seed=0, context=4096), cfg, out=tmp_path)
+    saved = json.loads((tmp_path / "bench_gsm8k.json").read_text())
+    assert saved["complete"] is False and len(saved["passes"]) == 1
+    assert set(saved["passes"][0]) == {"ar", "seed-batched"}
+    assert saved["pass_orders"] == [["ar", "seed-batched"]]
+    lines = capsys.readouterr().err.splitlines()
+    assert [line.split(" (")[0] for line in lines if line.startswith("bench gsm8k")] == [
+        "bench gsm8k: 1/4 tree",
+        "bench gsm8k: 2/4 tree",
+    ]

@@ -72,6 +72,8 @@ def test_ar_and_sd_json_give_identical_token_ids(capsys, folders):
             "does not exist",
         ),
         (["--prompt", "x", "--draft", "/no/such/dir"], "pass both --draft and --target"),
+        (["--prompt", "x", "--device", "tpu"], "unknown device 'tpu'"),
+        (["--prompt", "a\udcffb"], "--prompt is not valid Unicode"),  # argv bytes not UTF-8
     ],
 )
 def test_bad_input_is_one_line(capsys, args, needle):

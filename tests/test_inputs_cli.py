@@ -145,3 +145,21 @@ def test_unwritable_outputs_fail_before_models_load(capsys, tmp_path, argv):
     assert_one_line_error(code, err, "--")
     assert "/no/such" not in err and ("is a file" in err or "is a folder" in err)
     assert a_file.read_text() == "not a folder"
+
+
+def test_a_prompts_file_over_the_limit_is_refused_while_read(capsys, tmp_path):
+    """A million-line file: one line naming the limit, read in bounded memory and refused
+    before any model loads (NO_MODELS would fail after)."""
+    from seedtree.cli.decode import MAX_PROMPTS
+
+    path = tmp_path / "many.txt"
+    path.write_text("2+2?\n" * 1_000_000)
+    start = time.monotonic()
+    code, _, err = run(capsys, "generate", "--prompts-file", path, *NO_MODELS)
+    assert_one_line_error(code, err, f"more than {MAX_PROMPTS} prompts", str(path), "split")
+    assert time.monotonic() - start < 10
+
+
+def test_bench_refuses_an_empty_method_list(capsys, tmp_path):
+    code, _, err = run(capsys, "bench", "--methods", "", "--out", tmp_path, *NO_MODELS)
+    assert_one_line_error(code, err, "--methods is empty")

@@ -4,6 +4,7 @@ truncated weights, missing weights) gives one line naming `seedtree models prepa
 saving a tiny model (`build_safetensors`); the real ~/.cache/seedtree is never touched."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -163,3 +164,11 @@ def test_prepare_force_works_whatever_the_folder_holds(home):
     assert cache_state(TARGET).status == "missing"
     assert main(["models", "prepare", "--force"]) == 0
     assert cache_state(TARGET).status == "ready"
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_seedtree_home_is_the_default_location(monkeypatch, tmp_path, value):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SEEDTREE_HOME", value)
+    assert assemble.seedtree_home() == Path.home() / ".cache" / "seedtree"
+    assert assemble.model_dir(TARGET).is_absolute()

@@ -194,3 +194,31 @@ def test_without_ray_every_ray_option_is_one_line(tmp_path, capsys, monkeypatch)
     assert_one_line_error(code, err, "--ray needs Ray", needle)
     code, _, err = run_cli(capsys, "run", "--out", tmp_path, "--replicas", 2)
     assert_one_line_error(code, err, "--replicas", "only with --ray")
+
+
+class NoInit:
+    """A Ray that is not connected and must not be asked to (`ray.init` would retry)."""
+
+    def is_initialized(self):
+        return False
+
+    def init(self, **kw):
+        raise AssertionError("ray.init was called")
+
+
+@pytest.mark.parametrize("scheme", ["", "ray://"])
+def test_a_ray_address_where_nothing_listens_is_one_line_in_seconds(scheme):
+    import socket
+    import time
+
+    from seedtree.distributed.cluster import connect
+
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    with pytest.raises(SeedtreeError) as exc:
+        connect(NoInit(), f"{scheme}127.0.0.1:{port}")
+    message = str(exc.value)
+    assert f"nothing answers at 127.0.0.1:{port}" in message and "ray start --head" in message
+    assert "\n" not in message and time.monotonic() - start < 5

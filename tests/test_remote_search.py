@@ -5,8 +5,10 @@ library and through `seedtree solve/run` (results, resume, settings); the reques
 are in flight together (or, with `samples_per_request="n"`, a prompt's k samples are one request
 with n=k: the same tree at T=0); 429s are retried; every failure is one line."""
 
+import http.server
 import json
 import socket
+import threading
 
 import pytest
 import test_server
@@ -287,3 +289,39 @@ def test_cli_bad_backend_options_are_one_line(tmp_path, capsys, argv, needles):
     out = [] if argv[0] == "run" else ["--out", str(tmp_path)]
     code, _, err = run_cli(capsys, *argv, *out)
     assert_one_line_error(code, err, *needles)
+
+
+class NotJson(http.server.BaseHTTPRequestHandler):
+    """200 with an HTML page at every route, except (when `models_ok`) a valid /v1/models."""
+
+    models_ok = False
+
+    def _answer(self):
+        if self.models_ok and self.path.endswith("/models"):
+            body = json.dumps({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+        else:
+            body = "<html>hello</html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("models_ok, route", [(False, "/models"), (True, "/chat/completions")])
+def test_cli_a_200_that_is_not_json_is_one_line(tmp_path, capsys, models_ok, route):
+    handler = type("Handler", (NotJson,), {"models_ok": models_ok})
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler) as httpd:
+        threading.Thread(target=httpd.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+        try:
+            argv = ["solve", *TREE, "--out", tmp_path, *remote_args(url, "--chat")]
+            code, _, err = run_cli(capsys, *argv)
+        finally:
+            httpd.shutdown()
+    assert_one_line_error(code, err, f"{url}{route}", "not JSON", "--base-url")

@@ -5,8 +5,14 @@ equals the in-process `LLM.generate` output; errors come in the OpenAI shape and
 server serving; a client that goes away has its request aborted."""
 
 import asyncio
+import contextlib
+import json
+import os
 import resource
 import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -15,14 +21,16 @@ import httpx
 import openai
 import pytest
 import torch
-from conftest import DEVICE
+from conftest import DEVICE, assert_one_line_error, run_cli, save_pair_folders
 from test_step_engine import LOGPROB_TOL, target_logprobs
 
 from seedtree.decoding import SamplingParams
+from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
 from seedtree.models.tiny import tiny_pair
 from seedtree.server import ServerConfig
 from seedtree.server.run import build_server
+from seedtree.validate import SEED_MAX
 
 MODEL = "tiny"
 PROMPTS = ["q: 2+3=? a:", "the cat sat on", "list: 1, 2, 3,", "hello world. ", "x = 7 * 6"]
@@ -287,6 +295,11 @@ def test_chat_logprobs_are_the_targets_log_softmax(server, llm):
 
 
 # -- errors ----------------------------------------------------------------------------------------
+def raw(body: dict) -> bytes:
+    """`body` as JSON bytes, escapes kept (a lone surrogate is "\\ud800", as a client sends)."""
+    return json.dumps(body).encode()
+
+
 GOOD = {"model": MODEL, "prompt": "hi", "max_tokens": 2}
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "max_tokens": 2}
 ERRORS = [  # (path, body, status, param)
@@ -294,6 +307,16 @@ ERRORS = [  # (path, body, status, param)
     ("/v1/completions", b"[1, 2]", 400, None),
     ("/v1/completions", GOOD | {"model": "gpt-4"}, 404, "model"),
     ("/v1/completions", {"prompt": "hi"}, 400, "model"),
+    ("/v1/completions", GOOD | {"model": 5}, 400, "model"),
+    ("/v1/completions", raw(GOOD | {"prompt": "a\ud800b"}), 400, "prompt"),
+    ("/v1/completions", raw(GOOD | {"prompt": ["ok", "\udfff"]}), 400, "prompt"),
+    ("/v1/completions", raw(GOOD | {"stop": ["\ud800"]}), 400, "stop"),
+    ("/v1/completions", GOOD | {"seed": SEED_MAX + 1}, 400, "seed"),
+    ("/v1/completions", b"[" * 100_000 + b"]" * 100_000, 400, None),
+    ("/v1/chat/completions", raw({"model": MODEL, "messages": [{"role": "user",
+     "content": "x\ud800"}]}), 400, "messages[0].content"),
+    ("/v1/chat/completions", raw({"model": MODEL, "messages": [{"role": "user",
+     "content": [{"type": "text", "text": "\ud800"}]}]}), 400, "messages[0].content"),
     ("/v1/completions", {"model": MODEL}, 400, "prompt"),
     ("/v1/completions", GOOD | {"frobnicate": 1}, 400, "frobnicate"),
     ("/v1/completions", GOOD | {"gamma": 3}, 400, "gamma"),
@@ -346,6 +369,69 @@ def test_errors_come_in_the_openai_shape_and_the_server_goes_on(server, path, bo
     assert_serving(server)
 
 
+def test_a_model_that_is_not_a_string_is_named_as_such(server):
+    r = httpx.post(server.url + "/v1/completions", json=GOOD | {"model": 5}, timeout=WAIT_S)
+    assert r.status_code == 400 and "model must be a string" in r.json()["error"]["message"]
+
+
+def test_a_lone_surrogate_is_a_400_naming_the_field(server):
+    r = httpx.post(server.url + "/v1/completions", content=raw(GOOD | {"prompt": "a\ud800"}))
+    error = r.json()["error"]
+    assert r.status_code == 400 and "prompt[0] is not valid Unicode" in error["message"]
+
+
+def test_json_nested_too_deeply_is_a_400_not_valid_json(server):
+    body = b'{"model": "tiny", "prompt": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    r = httpx.post(server.url + "/v1/completions", content=body, timeout=WAIT_S)
+    assert r.status_code == 400 and "not valid JSON" in r.json()["error"]["message"]
+
+
+def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(llm):
+    running = Running(llm, ServerConfig(model=MODEL, max_body_mb=1, drain_s=5))
+    big = b'{"model": "tiny", "prompt": "' + b"a" * (3 << 20) + b'"}'
+    try:
+        for content in (big, iter([big[: 1 << 20], big[1 << 20 :]])):  # sized, then chunked
+            start = time.monotonic()
+            r = httpx.post(running.url + "/v1/completions", content=content, timeout=WAIT_S)
+            assert r.status_code == 413, r.text
+            error = r.json()["error"]
+            assert error["code"] == "request_too_large" and "--max-body-mb" in error["message"]
+            assert time.monotonic() - start < 5
+        r = httpx.post(running.url + "/v1/completions", json=GOOD | {"prompt": "a" * 1000})
+        assert r.status_code == 200  # under the limit: answered
+    finally:
+        running.stop()
+    assert ServerConfig(model=MODEL).max_body_mb == 8
+    with pytest.raises(SeedtreeError, match="--max-body-mb"):
+        ServerConfig(model=MODEL, max_body_mb=0)
+
+
+def test_a_long_prompt_is_encoded_off_the_event_loop(server, monkeypatch):
+    """Encoding a long prompt takes seconds; /health is answered meanwhile."""
+    from seedtree.server.session import Model
+
+    ids = Model._ids
+
+    def slow(self, prompt):
+        if len(prompt) > 500:
+            time.sleep(2)
+        return ids(self, prompt)
+
+    monkeypatch.setattr(Model, "_ids", slow)
+    body = GOOD | {"prompt": "a" * 600}
+    answer = {}
+    post = threading.Thread(
+        target=lambda: answer.update(r=httpx.post(server.url + "/v1/completions", json=body))
+    )
+    post.start()
+    time.sleep(0.3)  # the prompt is being encoded
+    start = time.monotonic()
+    assert httpx.get(server.url + "/health", timeout=WAIT_S).status_code == 200
+    assert time.monotonic() - start < 1.0 and post.is_alive()
+    post.join(WAIT_S)
+    assert answer["r"].status_code == 200
+
+
 def test_unknown_route_is_a_404_in_the_openai_shape(server):
     r = httpx.get(server.url + "/v1/nothing")
     assert r.status_code == 404 and r.json()["error"]["type"] == "not_found_error"
@@ -393,7 +479,7 @@ def test_a_full_queue_answers_429_with_retry_after(llm, slow_steps):
             assert s.status_code == 200
             next(s.iter_lines())  # the long request holds the one slot
             r = httpx.post(running.url + "/v1/completions", json=GOOD, timeout=WAIT_S)
-            assert r.status_code == 429 and r.headers["retry-after"] == "1"
+            assert r.status_code == 429 and r.headers["retry-after"] == "1", r.text
             assert r.json()["error"]["code"] == "queue_full"
             r = httpx.post(running.url + "/v1/completions", json=GOOD | {"n": 2})
             assert r.status_code == 400 and r.json()["error"]["param"] == "n"  # never fits
@@ -491,6 +577,114 @@ def test_sigterm_finishes_in_flight_requests_then_exits(llm):
     assert any('"finish_reason": "length"' in line for line in lines)
     running.thread.join(timeout=WAIT_S)
     assert not running.thread.is_alive() and running.loop.pending == 0
+
+
+def test_requests_past_the_drain_end_in_the_openai_shape_and_503s_meanwhile(llm, slow_steps):
+    """SIGTERM with a stream and a whole answer still decoding past drain_s: the listener stays
+    open (health and new requests: 503) until the drain ends; then the stream's last event is
+    an error and [DONE], the whole answer an OpenAI-shaped 503."""
+    running = Running(llm, ServerConfig(model=MODEL, drain_s=1))
+    long = GOOD | {"max_tokens": 1500, "ignore_eos": True}
+    whole = {}
+    post = threading.Thread(
+        target=lambda: whole.update(r=httpx.post(running.url + "/v1/completions", json=long))
+    )
+    lines: list[str] = []
+    with httpx.stream(
+        "POST", running.url + "/v1/completions", json=long | {"stream": True}, timeout=WAIT_S
+    ) as s:
+        it = s.iter_lines()
+        lines.append(next(it))
+        post.start()
+        wait_until(lambda: running.loop.pending == 2, "both requests to decode")
+        running.server.handle_exit(signal.SIGTERM, None)
+        health = httpx.get(running.url + "/health", timeout=WAIT_S)
+        assert health.status_code == 503
+        late = httpx.post(running.url + "/v1/completions", json=GOOD, timeout=WAIT_S)
+        assert late.status_code == 503 and late.json()["error"]["code"] == "shutting_down"
+        lines += list(it)
+    post.join(WAIT_S)
+    events = [line for line in lines if line]
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == "shutting_down"
+    assert whole["r"].status_code == 503
+    assert whole["r"].json()["error"]["type"] == "server_error"
+    running.thread.join(timeout=WAIT_S)
+    assert not running.thread.is_alive()
+
+
+SLOW_SERVE = """
+import sys, time
+from seedtree.engine.step import StepEngine
+step = StepEngine.step
+StepEngine.step = lambda self: (time.sleep(0.02), step(self))[1]
+from seedtree.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_sigterm_on_the_seedtree_serve_process_past_the_drain(tmp_path):
+    """`seedtree serve` as a process (tiny folders, steps slowed): SIGTERM with a stream still
+    decoding past --drain: 503 on /health meanwhile, the stream ends with an error event and
+    [DONE], the process exits, and its log has no traceback."""
+    save_pair_folders(tmp_path, seed=0, context=4096)
+    port = free_port()
+    models = ["--draft", tmp_path / "draft", "--target", tmp_path / "target"]
+    argv = ["serve", *models, "--draft-dtype", "float32", "--served-model-name", MODEL]
+    argv += ["--port", port, "--drain", "1"]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SLOW_SERVE, *map(str, argv)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 2 * WAIT_S
+        while True:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(url + "/health").status_code == 200:
+                    break
+            time.sleep(0.1)
+        long = GOOD | {"max_tokens": 1500, "ignore_eos": True, "stream": True}
+        with httpx.stream("POST", url + "/v1/completions", json=long, timeout=WAIT_S) as s:
+            it = s.iter_lines()
+            lines = [next(it), next(it)]
+            proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            assert httpx.get(url + "/health", timeout=WAIT_S).status_code == 503
+            lines += list(it)
+        _, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    events = [line for line in lines if line]
+    assert events[-1] == "data: [DONE]"
+    assert json.loads(events[-2].removeprefix("data: "))["error"]["code"] == "shutting_down"
+    assert "Traceback" not in err and "CancelledError" not in err, err
+
+
+def test_serve_checks_the_address_before_loading_the_models(capsys):
+    """A busy port, or a host that is not this machine's: one line, status 2, and no model
+    loads (the model folders do not exist)."""
+    models = ["--draft", "/nonexistent/draft", "--target", "/nonexistent/target"]
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, _, err = run_cli(capsys, "serve", *models, "--port", port)
+        assert_one_line_error(code, err, f"cannot listen on 127.0.0.1:{port}", "--port")
+    code, _, err = run_cli(capsys, "serve", *models, "--host", "192.0.2.1", "--port", port)
+    assert_one_line_error(code, err, "cannot listen on 192.0.2.1", "--host")
+    code, _, err = run_cli(capsys, "serve", *models, "--host", "no.such.host.invalid")
+    assert_one_line_error(code, err, "--host no.such.host.invalid")
 
 
 def test_run_off_main_thread_returns_and_raises_on_the_caller():

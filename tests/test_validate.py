@@ -55,6 +55,53 @@ def test_bad_config_is_a_one_line_error(make, needle):
     one_line(exc, needle)
 
 
+@pytest.mark.parametrize(
+    "make, needle",
+    [
+        (lambda: LLM(draft=5, target="x"), "draft must be a string or None, got int"),
+        (lambda: LLM(pair=["x"]), "pair must be a string or None, got list"),
+        (lambda: LLM(dtype=16), "dtype must be a string or None, got int"),
+        (lambda: LLM(device=5), "device must be a string"),
+        (lambda: LLM(device="tpu"), "unknown device 'tpu': use cpu, cuda or cuda:N"),
+        (lambda: LLM(cache_mb=-1), "cache_mb must be >= 0"),
+        (lambda: LLM(cache_mb="big"), "cache_mb must be a number"),
+    ],
+)
+def test_llm_checks_its_arguments_before_loading(make, needle):
+    """Refused before any model loads (none would: no pair is prepared for these)."""
+    with pytest.raises(SeedtreeError) as exc:
+        make()
+    one_line(exc, needle)
+
+
+def test_step_engine_and_prefix_cache_check_their_arguments(pair):
+    from seedtree.engine import PrefixCache
+    from seedtree.engine.step import StepEngine
+
+    engine = StepEngine(pair, "sd", SpecConfig(gamma=2), PrefixCache())
+    with pytest.raises(SeedtreeError) as exc:
+        engine.add_request("a", [5, 6, 7], None)
+    one_line(exc, "params must be a SamplingParams, got NoneType")
+    for bad, needle in ((-1, "capacity_mb must be >= 0"), ("1", "capacity_mb must be a number")):
+        with pytest.raises(SeedtreeError) as exc:
+            PrefixCache(capacity_mb=bad)
+        one_line(exc, needle)
+
+
+def test_the_seed_range_is_one_and_the_readme_says_it(llm):
+    """0..SEED_MAX for the library, the CLI and the server (test_server.py), and the README's
+    "Limits and errors" states that range."""
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert SEED_MAX == 2**63 - 1 and "seeds are 0..2^63-1" in readme
+    assert "2^32" not in readme
+    assert SamplingParams(seed=SEED_MAX).seed == SEED_MAX
+    with pytest.raises(SeedtreeError, match=f"seed must be <= {SEED_MAX}"):
+        SamplingParams(seed=SEED_MAX + 1)
+    assert main(["generate", "--prompt", "x", "--seed", str(SEED_MAX + 1)]) == 2
+
+
 def test_good_configs_are_normalised():
     assert SamplingParams(stop=["a", "b"]).stop == ("a", "b")
     assert SamplingParams(stop="x", seed=SEED_MAX).stop == ("x",)
@@ -74,6 +121,8 @@ def test_good_configs_are_normalised():
         (lambda llm: llm.generate_many("abc"), "prompts must be a list of strings, got one str"),
         (lambda llm: llm.generate_many([]), "no prompts"),
         (lambda llm: llm.generate_many([b"bytes"]), "prompts[0] must be a string, got bytes"),
+        (lambda llm: llm.generate(["a\ud800b"]), "prompts[0] is not valid Unicode"),
+        (lambda llm: llm.generate("a\ud800b"), "prompt is not valid Unicode"),
     ],
 )
 def test_library_generate_checks_its_arguments(llm, call, needle):

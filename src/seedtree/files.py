@@ -24,14 +24,34 @@ LOCK_FILE = ".lock"
 
 def read_bytes(path: Path, what: str) -> bytes:
     """The whole file, or a one-line error saying why it cannot be read."""
-    if not path.exists():
-        raise SeedtreeError(f"{what} {path} does not exist: pass an existing file")
-    if not path.is_file():
-        raise SeedtreeError(f"{what} {path} is not a file: pass a file")
+    check_readable(path, what)
     try:
         return path.read_bytes()
     except OSError as exc:
         raise SeedtreeError(f"cannot read {what} {path} ({exc.strerror}): check it") from None
+
+
+def read_lines(path: Path, what: str) -> Iterator[tuple[int, str | None]]:
+    """`utf8_lines` of the file, read a line at a time (memory bounded by the longest line);
+    the same one-line errors as `read_bytes`."""
+    check_readable(path, what)
+    try:
+        with path.open("rb") as f:
+            for number, raw in enumerate(f, start=1):
+                try:
+                    yield number, raw.rstrip(b"\r\n").decode("utf-8")
+                except UnicodeDecodeError:
+                    yield number, None
+    except OSError as exc:
+        raise SeedtreeError(f"cannot read {what} {path} ({exc.strerror}): check it") from None
+
+
+def check_readable(path: Path, what: str) -> None:
+    """`path` is an existing file, or a one-line error saying why it cannot be read."""
+    if not path.exists():
+        raise SeedtreeError(f"{what} {path} does not exist: pass an existing file")
+    if not path.is_file():
+        raise SeedtreeError(f"{what} {path} is not a file: pass a file")
 
 
 def utf8_lines(data: bytes) -> Iterator[tuple[int, str | None]]:

@@ -20,9 +20,9 @@ from seedtree.engine import (
     run_off_main_thread,
 )
 from seedtree.errors import SeedtreeError
-from seedtree.models.loader import ModelPair, load_pair
+from seedtree.models.loader import ModelPair, check_device, load_pair
 from seedtree.models.registry import DEFAULT_PAIR
-from seedtree.validate import check_generate_args
+from seedtree.validate import check_generate_args, check_optional_str, check_size_mb
 
 
 class LLM:
@@ -39,6 +39,12 @@ class LLM:
         cache_mb: float = 1024.0,
         device: str = "cpu",
     ) -> None:
+        for name, value in (("pair", pair), ("draft", draft), ("target", target)):
+            check_optional_str(name, value)
+        check_optional_str("dtype", dtype)
+        check_optional_str("draft_dtype", draft_dtype)
+        check_device(device)
+        check_size_mb("cache_mb", cache_mb)
         self.last_run: ManyResult | None = None  # the trace and stats of the last generate()
         # loaded on a short-lived thread: the engine's thread is the process's one torch thread
         self.models = models or run_off_main_thread(

@@ -13,7 +13,9 @@ from typing import Any
 
 from seedtree.errors import SeedtreeError
 
-SEED_MAX = 2**63 - 1  # seeds are 0..SEED_MAX (derived seeds are 63-bit hashes: `derive_seed`)
+# Seeds are 0..SEED_MAX everywhere (library, CLI, server): a sample's seed is derived as a 63-bit
+# hash (`derive_seed`) and goes through the same checks, so the user's range is that one too.
+SEED_MAX = 2**63 - 1
 MAX_FANOUT = 256  # k, b, n (samples per prompt), n_evaluate: requests made at once
 MAX_DEPTH = 256  # levels of a reasoning tree, DFS expansions
 MAX_TREE_NODES = 1024  # MCSD draft-tree nodes per round (all verified in one target forward)
@@ -53,6 +55,18 @@ def check_seed(name: str, value: Any) -> None:
         check_int(name, value, 0, SEED_MAX)
 
 
+def check_text(name: str, value: str) -> None:
+    """`value` (a str) can be written as UTF-8: no lone surrogate (a JSON "\\ud800", or bytes
+    that were not UTF-8 in a command-line argument)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise SeedtreeError(
+            f"{name} is not valid Unicode text (a lone surrogate at character {exc.start}): "
+            "send UTF-8 text"
+        ) from None
+
+
 def int_tuple(name: str, value: Any) -> tuple[int, ...]:
     """A tuple or list of integers, as a tuple (frozen configs stay hashable)."""
     if not isinstance(value, tuple | list):
@@ -78,6 +92,7 @@ def check_prompts(prompts: Any, one_allowed: bool) -> None:
     """Prompts are a list (or tuple) of strings; one string too where `one_allowed`."""
     if isinstance(prompts, str):
         if one_allowed:
+            check_text("prompt", prompts)
             return
         raise SeedtreeError(
             "prompts must be a list of strings, got one str: wrap a single prompt in a list"
@@ -90,6 +105,20 @@ def check_prompts(prompts: Any, one_allowed: bool) -> None:
     for i, prompt in enumerate(prompts):
         if not isinstance(prompt, str):
             raise SeedtreeError(f"prompts[{i}] must be a string, got {_kind(prompt)} {prompt!r}")
+        check_text(f"prompts[{i}]", prompt)
+
+
+def check_optional_str(name: str, value: Any) -> None:
+    """`value` is None or a string (a model name, a path, a dtype)."""
+    if value is not None and not isinstance(value, str):
+        raise SeedtreeError(f"{name} must be a string or None, got {_kind(value)} {value!r}")
+
+
+def check_size_mb(name: str, value: Any) -> None:
+    """A size in MB: a finite number >= 0."""
+    check_real(name, value)
+    if value < 0:
+        raise SeedtreeError(f"{name} must be >= 0 (MB), got {value}")
 
 
 def check_generate_args(prompts: Any, params: Any, spec: Any, chat: Any, one_allowed: bool) -> None:

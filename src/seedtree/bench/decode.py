@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from seedtree.bench.agreement import same_as_ar
 from seedtree.decoding import SamplingParams, SpecConfig
@@ -28,6 +27,7 @@ from seedtree.engine import METHODS, Request, run_many, sample_seed
 from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
+from seedtree.progress import progress_bar
 from seedtree.tasks import gsm8k
 
 
@@ -175,7 +175,10 @@ def run_decode_bench(llm: LLM, cfg: DecodeBenchConfig, progress: bool = True) ->
     # warm-up: one short request per method (allocator, thread pool, first-call overheads)
     _one_pass(llm, prompts[:1], SamplingParams(max_new_tokens=16), variants)
     passes = []
-    for _ in tqdm(range(cfg.repeat), desc=f"bench {cfg.dtype}", disable=not progress):
+    passes_ = progress_bar(
+        range(cfg.repeat), desc=f"bench-decode {cfg.dtype}", unit="pass", disable=not progress
+    )
+    for _ in passes_:
         results = _one_pass(llm, prompts, params, variants)
         passes.append(summarize_pass(results, cfg.gamma))
     median, span = _median_summary(passes)

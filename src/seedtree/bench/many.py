@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
 
 from seedtree.bench.agreement import same_as_ar
 from seedtree.bench.stats import median_rows
@@ -25,6 +24,7 @@ from seedtree.decoding.check import diagnose
 from seedtree.engine import METHODS, Request, run_many
 from seedtree.engine.methods import scoring_of
 from seedtree.llm import LLM
+from seedtree.progress import progress_bar
 from seedtree.scheduling import save_gantt
 from seedtree.tasks import gsm8k
 
@@ -86,7 +86,8 @@ def run_many_bench(
         warm = [Request(r.prompt_ids, SamplingParams(max_new_tokens=8)) for r in requests]
         _pass(llm, warm, cfg, spec)
         passes = []
-        for _ in tqdm(range(cfg.repeat), desc=f"many {kind} {cfg.dtype}", disable=not progress):
+        desc = f"many {kind} {cfg.dtype}"
+        for _ in progress_bar(range(cfg.repeat), desc=desc, unit="pass", disable=not progress):
             runs = _pass(llm, requests, cfg, spec)
             ar = runs["ar"].results
             row = {}

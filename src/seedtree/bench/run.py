@@ -102,7 +102,7 @@ def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dic
         "complete": False,
     }
     total = cfg.repeat * len(cfg.concurrency) * len(cfg.methods) * len(examples)
-    bar = progress_bar(total, f"bench-run {cfg.task}", "tree")
+    bar = progress_bar(total=total, desc=f"bench-run {cfg.task}", unit="tree")
     n = len(cfg.methods)
     for i in range(cfg.repeat):
         order = cfg.methods[i % n :] + cfg.methods[: i % n]

@@ -50,6 +50,7 @@ from seedtree.decoding import SpecConfig
 from seedtree.engine import get_method
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
+from seedtree.progress import progress_bar
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
 from seedtree.search.remote import Endpoint, connect
 from seedtree.server import ServerConfig
@@ -205,7 +206,7 @@ def run_serve_bench(
         print("bench-serve: warm-up, a small tree per mode", file=sys.stderr, flush=True)
     for mode in MODES:  # warm-up: one-off costs (allocator, threads, HTTP client, app)
         _trees(llm, mode, task, examples[:1], warm, warm_engine, cfg)
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.repeat * len(MODES) * len(examples),
         desc=f"bench-serve {cfg.task}",
         disable=not progress,

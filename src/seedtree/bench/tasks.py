@@ -37,7 +37,9 @@ from seedtree.decoding.batch import batch_cache
 from seedtree.decoding.kv import KVSequence
 from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
+from seedtree.files import write_atomic
 from seedtree.models.loader import ModelPair
+from seedtree.progress import progress_bar
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.engine import SEARCH_METHODS
 from seedtree.tasks import get_task
@@ -287,7 +289,7 @@ def run_task_bench(
     warm = SearchConfig(k=2, b=1, depth=1)
     for name in cfg.methods:  # warm-up: one-off costs (allocator, threads, HF setup)
         solve(pair, task, examples[0], warm, engine(name, 4), variants[name][1])
-    bar = tqdm(
+    bar = progress_bar(
         total=cfg.repeat * len(cfg.methods) * len(examples),
         desc=f"bench {cfg.task}",
         disable=not progress,
@@ -316,6 +318,10 @@ def run_task_bench(
         passes.append(row)
         runs.append(trees)
         orders.append(list(order))
+        if out is not None:  # a stopped bench keeps the passes it measured
+            partial = {"config": asdict(cfg), "pair": pair.name, "complete": False}
+            partial |= {"examples": [str(e.id) for e in examples], "pass_orders": orders}
+            write_atomic(out / f"bench_{cfg.task}.json", json.dumps(partial | {"passes": passes}))
     bar.close()
     last_trees = runs[-1]
     agreements = {}
@@ -344,6 +350,7 @@ def run_task_bench(
         "agreement": agreements,  # per method: verdict, label, every divergence diagnosed
         "pass_orders": orders,
         "passes": passes,
+        "complete": True,
     }
     for row in report["median"].values():
         row["x_bound"] = row["wall_s"] / bound if bound else None
@@ -369,7 +376,7 @@ def save_outputs(report: dict, trees: dict, out: Path) -> None:
 
     task = report["config"]["task"]
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"bench_{task}.json").write_text(json.dumps(report, indent=1))
+    write_atomic(out / f"bench_{task}.json", json.dumps(report, indent=1))
     (out / f"bench_{task}.md").write_text(markdown_table(report))
     for method, method_trees in trees.items():
         (out / f"trees_{task}_{method}.json").write_text(

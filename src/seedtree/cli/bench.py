@@ -151,7 +151,7 @@ def cmd_bench(args) -> int:
     endpoint_of(args)  # --base-url and friends without --backend openai: an error
     task = get_task(args.task)
     search, engine, spec = tree_configs(args)
-    methods = tuple(args.methods.split()) if args.methods else SEARCH_METHODS
+    methods = SEARCH_METHODS if args.methods is None else tuple(args.methods.split())
     if not methods:
         raise SeedtreeError(f"--methods is empty: choose from {', '.join(SEARCH_METHODS)}")
     for name in methods:  # before the models load
@@ -220,7 +220,7 @@ def cmd_bench_serve(args) -> int:
     )
     task_examples(task, args)
     # the pair loads on a short-lived thread: one OpenMP team at a time (see bench.serve)
-    report = run_serve_bench(load_llm(args, own_thread=True), cfg, out=args.out)
+    report = run_serve_bench(load_llm(args), cfg, out=args.out)
     print(markdown_table(report))
     print(f"wrote {args.out / f'bench_serve_{args.task}.json'} (+ .md, trees per mode)")
     differ = [m for m, r in report["median"].items() if r["same_tree_as_inprocess"] is False]

@@ -65,15 +65,11 @@ def model_settings(args):
     )
 
 
-def load_llm(args, progress: bool = True, own_thread: bool = False):
-    """The pair of the model options. `own_thread`: loaded on a short-lived thread, for a
-    process whose engine runs on a thread of its own (`server.run.run_off_main_thread`)."""
+def load_llm(args, progress: bool = True):
+    """The `LLM` of the model options (loaded on a short-lived thread: `LLM` does so, so that
+    its engine's thread is the process's one torch thread)."""
     with exit_on_interrupt():
-        if not own_thread:
-            return model_settings(args).load(progress)
-        from seedtree.server.run import run_off_main_thread
-
-        return run_off_main_thread(lambda: model_settings(args).load(progress))
+        return model_settings(args).load(progress)
 
 
 def task_examples(task, args) -> list:

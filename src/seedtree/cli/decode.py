@@ -11,18 +11,29 @@ from pathlib import Path
 
 from seedtree.cli.common import load_llm, print_agreement, sampling_configs
 from seedtree.errors import SeedtreeError
-from seedtree.files import read_bytes, utf8_lines
+from seedtree.files import read_lines
+from seedtree.validate import check_text
+
+# `generate` holds every prompt and result in memory and prints them at the end: a bigger file
+# is refused while it is read (before the models load); `seedtree run` streams large datasets
+MAX_PROMPTS = 10_000
 
 
 def read_prompts(path: Path) -> list[str]:
     """Prompts from a UTF-8 text file (one per line) or a .jsonl file ({"prompt": ...} per
-    line). A line that is not UTF-8, or a JSONL line without a string 'prompt', is an error."""
+    line). A line that is not UTF-8, or a JSONL line without a string 'prompt', is an error;
+    so are more than `MAX_PROMPTS` prompts."""
     prompts = []
-    for number, line in utf8_lines(read_bytes(path, "prompts file")):
+    for number, line in read_lines(path, "prompts file"):
         if line is None:
             raise SeedtreeError(f"{path}:{number} is not UTF-8 text: save the file as UTF-8")
         if not line.strip():
             continue
+        if len(prompts) == MAX_PROMPTS:
+            raise SeedtreeError(
+                f"prompts file {path} has more than {MAX_PROMPTS} prompts (line {number}): "
+                "generate keeps every result in memory until the end; split the file"
+            )
         prompts.append(_jsonl_prompt(path, number, line) if path.suffix == ".jsonl" else line)
     if not prompts:
         raise SeedtreeError(f"prompts file {path} has no prompts: write one prompt per line")
@@ -46,6 +57,8 @@ def _jsonl_prompt(path: Path, number: int, line: str) -> str:
 def cmd_generate(args) -> int:
     from seedtree.scheduling import save_gantt
 
+    if args.prompt is not None:
+        check_text("--prompt", args.prompt)  # bytes that are not UTF-8 arrive as surrogates
     prompts = read_prompts(args.prompts_file) if args.prompts_file else [args.prompt]
     if any(not p.strip() for p in prompts):
         raise SeedtreeError("prompt is empty: pass some text with --prompt")

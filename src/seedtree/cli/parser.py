@@ -236,6 +236,9 @@ def _add_serve_parser(sub) -> None:
     )
     serve.add_argument("--max-model-len", type=int, help="prompt + completion tokens at most")
     serve.add_argument("--drain", type=float, default=30.0, help="SIGTERM: seconds to finish")
+    serve.add_argument(
+        "--max-body-mb", type=float, default=8.0, help="larger request bodies get 413 (default 8)"
+    )
     g = serve.add_argument_group("speculation")
     g.add_argument("--gamma", type=int, default=4, help="draft tokens per round at most")
     g.add_argument("--k-config", default="2,1,1", help="mcsd: candidates per draft depth")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,11 @@ MAX_REPLICAS = 64
 MAX_CPUS = 256  # per replica
 MAX_GPUS = 16  # per replica (fractions share a GPU)
 NEED_RAY = '--ray needs Ray: pip install "seedtree[ray]"'
+START_RAY = (
+    "start a cluster with `ray start --head` and pass its address, or pass --ray local to start "
+    "Ray here"
+)
+PROBE_S = 3.0  # `probe`: how long a HOST:PORT address gets to accept a connection
 # the driver's settings a replica gets: where prepared models and the Hugging Face cache are
 PASSED_ENV = ("SEEDTREE_HOME", "HF_HOME", "HF_HUB_OFFLINE")
 
@@ -82,17 +88,43 @@ def check_device(models: ModelSettings, config: RayConfig) -> None:
         raise SeedtreeError("--gpus-per-replica needs --device cuda (the replicas run on GPUs)")
 
 
+def _host_port(address: str) -> tuple[str, int] | None:
+    """HOST and PORT of "ray://HOST:PORT" or "HOST:PORT"; None for auto, local and other forms
+    (Ray reads those itself)."""
+    host, sep, port = address.removeprefix("ray://").rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def probe(address: str) -> None:
+    """Something listens at `address` (a TCP connection within `PROBE_S`): Ray's own attempt
+    at an address where nothing answers retries for minutes (GCS) or tens of seconds (Ray
+    Client)."""
+    where = _host_port(address)
+    if where is None:
+        return
+    try:
+        with socket.create_connection(where, timeout=PROBE_S):
+            pass
+    except OSError as exc:
+        raise SeedtreeError(
+            f"--ray {address}: nothing answers at {where[0]}:{where[1]} "
+            f"({exc.strerror or first_line(exc)}): {START_RAY}"
+        ) from None
+
+
 def connect(ray, address: str) -> bool:
     """Connect this process to Ray at `address`, unless it already is; True when this call
     connected (the caller then disconnects at the end)."""
     if ray.is_initialized():
         return False
+    probe(address)
     try:
         ray.init(address=address, logging_level=logging.WARNING)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         raise SeedtreeError(
-            f"--ray {address}: cannot connect to Ray ({first_line(exc)}): start a cluster with "
-            "`ray start --head` and pass its address, or pass --ray local to start Ray here"
+            f"--ray {address}: cannot connect to Ray ({first_line(exc)}): {START_RAY}"
         ) from None
     return True
 

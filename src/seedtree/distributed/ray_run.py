@@ -43,6 +43,7 @@ from seedtree.distributed.cluster import (
 from seedtree.engine import LLMEngine
 from seedtree.errors import SeedtreeError
 from seedtree.llm import ModelSettings
+from seedtree.progress import progress_bar
 from seedtree.search import EngineConfig, SearchConfig, Tree, solve
 from seedtree.search.results import RunFolder
 from seedtree.search.run import RunSummary, error_record, record_of, summarize
@@ -275,7 +276,9 @@ def drive(
                 handle.node = result.node
                 pool.run.nodes.append(result.node)
                 if bar is None:
-                    bar = tqdm(total=len(todo), desc=desc, disable=not progress, unit="problem")
+                    bar = progress_bar(
+                        total=len(todo), desc=desc, disable=not progress, unit="problem"
+                    )
             else:  # 3) a record
                 folder.append(result.record)
                 if on_tree is not None:

@@ -19,6 +19,7 @@ import torch
 from transformers import DynamicCache
 
 from seedtree.decoding.kv import KVSequence
+from seedtree.validate import check_size_mb
 
 _clock = itertools.count()
 
@@ -135,6 +136,7 @@ class CacheStats:
 
 class PrefixCache:
     def __init__(self, capacity_mb: float = 1024.0) -> None:
+        check_size_mb("capacity_mb", capacity_mb)
         self.capacity = int(capacity_mb * 2**20)
         self.trees = {"p": _Radix(), "q": _Radix()}
         self.nbytes = 0

@@ -130,6 +130,11 @@ class StepEngine:
 
     # -- requests -------------------------------------------------------------------------------
     def add_request(self, request_id: Hashable, prompt_ids: list[int], params: SamplingParams):
+        if not isinstance(params, SamplingParams):
+            raise SeedtreeError(
+                f"params must be a SamplingParams, got {type(params).__name__}: build one with "
+                "SamplingParams(...)"
+            )
         if request_id in self.ids or request_id in self.following:
             raise SeedtreeError(f"request id {request_id!r} is already in use: pick another")
         check_prompt(self.pair, prompt_ids)

@@ -36,7 +36,9 @@ MARKER = "seedtree.json"
 
 
 def seedtree_home() -> Path:
-    return Path(os.environ.get("SEEDTREE_HOME", Path.home() / ".cache" / "seedtree"))
+    """$SEEDTREE_HOME; unset or empty: ~/.cache/seedtree (never the current folder)."""
+    home = os.environ.get("SEEDTREE_HOME", "").strip()
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "seedtree"
 
 
 def model_dir(model: EmbeddedModel) -> Path:

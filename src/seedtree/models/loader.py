@@ -76,6 +76,21 @@ class ModelPair:
         return self
 
 
+def check_device(device: object) -> None:
+    """`device` names a torch device seedtree runs on (cpu, cuda, cuda:N) that this machine
+    has: checked before anything loads."""
+    if not isinstance(device, str):
+        raise SeedtreeError(f"device must be a string such as 'cpu' or 'cuda', got {device!r}")
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise SeedtreeError(f"unknown device '{device}': use cpu, cuda or cuda:N")
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise SeedtreeError(f"device '{device}' is not available here: use --device cpu")
+
+
 def _is_quantized(model: PreTrainedModel) -> bool:
     return any("quantized" in type(m).__module__ for m in model.modules())
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import json
 from collections.abc import Coroutine
 from dataclasses import dataclass, replace
 from typing import Any
@@ -167,6 +168,14 @@ def _error(endpoint: Endpoint, exc: Exception) -> SeedtreeError:
     return SeedtreeError(f"{url} failed for model '{model}': {detail}")
 
 
+def _not_json(endpoint: Endpoint, route: str) -> SeedtreeError:
+    """A 200 whose body is not JSON: not an OpenAI-compatible server (or a proxy's page)."""
+    return SeedtreeError(
+        f"{endpoint.base_url.rstrip('/')}{route} answered with a body that is not JSON: check "
+        "that --base-url is an OpenAI-compatible server's address ending in /v1"
+    )
+
+
 # -- connect: the endpoint answers and serves the model; chat or not ---------------------------
 async def _cards(endpoint: Endpoint) -> dict[str, Any] | None:
     """The served models by id (None: the server has no /models route)."""
@@ -178,6 +187,8 @@ async def _cards(endpoint: Endpoint) -> dict[str, Any] | None:
             return None
         except openai.APIError as exc:
             raise _error(endpoint, exc) from None
+        except json.JSONDecodeError:
+            raise _not_json(endpoint, "/models") from None
     return {card.id: card for card in page.data}
 
 
@@ -319,6 +330,9 @@ async def _one(client, gate, endpoint, request: _Request, trace) -> list[Generat
             response = await create(**body)
         except openai.APIError as exc:
             raise _error(endpoint, exc) from None
+        except json.JSONDecodeError:
+            route = "/chat/completions" if endpoint.chat else "/completions"
+            raise _not_json(endpoint, route) from None
         end = trace.now()
     trace.add("request", request.jobs, start, end)
     return _results(endpoint, request, response, end - start)

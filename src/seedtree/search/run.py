@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm
-
 from seedtree.decoding import SpecConfig
 from seedtree.engine import LLMEngine
 from seedtree.models.loader import ModelPair
+from seedtree.progress import progress_bar
 from seedtree.search import EngineConfig, SearchConfig, solve
 from seedtree.search.remote import METHOD, Endpoint, connect
 from seedtree.search.results import RunFolder, open_run, run_settings
@@ -173,7 +172,9 @@ def run_in_folder(
     method = METHOD if endpoint is not None else engine.method
     finished = {r["id"] for r in folder.records}
     todo = [e for e in examples if str(e.id) not in finished]
-    bar = tqdm(total=len(todo), desc=f"{task.name} {method}", disable=not progress, unit="problem")
+    bar = progress_bar(
+        total=len(todo), desc=f"{task.name} {method}", disable=not progress, unit="problem"
+    )
     owned = isinstance(models, ModelPair)
     llm = LLMEngine(models, engine.method, spec) if owned else models
     trees = Trees(llm, task, search, engine, endpoint, concurrency)
@@ -182,10 +183,10 @@ def run_in_folder(
             folder.append(record_of(tree, example.index))
             if on_tree is not None:
                 on_tree(tree)
-            bar.update()
             bar.set_postfix(
                 correct=sum(r["correct"] for r in folder.records), seen=len(folder.records)
             )
+            bar.update()
     finally:
         bar.close()
         if owned:

@@ -46,6 +46,7 @@ from seedtree.server.protocol import (
 from seedtree.server.session import Completion, LogprobStream, Model, TextStream
 
 DISCONNECT_POLL_S = 0.5  # a non-streamed request checks this often whether its client is gone
+DISCARD_BYTES = 64 << 20  # of a body over the limit, read and dropped at most this many more
 
 
 def create_app(llm, config: ServerConfig) -> FastAPI:
@@ -102,15 +103,17 @@ def create_app(llm, config: ServerConfig) -> FastAPI:
         }
         return JSONResponse({"object": "list", "data": [card]})
 
+    limit = int(config.max_body_mb * 2**20)
+
     @app.post("/v1/completions")
     async def completions(request: Request) -> Response:
         authorize(request)
-        return await _answer(request, parse_completion(await _json(request)), model, loop)
+        return await _answer(request, parse_completion(await _json(request, limit)), model, loop)
 
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request) -> Response:
         authorize(request)
-        return await _answer(request, parse_chat(await _json(request)), model, loop)
+        return await _answer(request, parse_chat(await _json(request, limit)), model, loop)
 
     return app
 
@@ -136,12 +139,44 @@ def _add_error_handlers(app: FastAPI) -> None:
         return _error_response(ApiError(400, f"invalid request: {exc.errors()[:1]}"))
 
 
-async def _json(request: Request):
-    raw = await request.body()
+def _too_large(limit: int) -> ApiError:
+    return ApiError(
+        413, f"the request body is larger than this server's {limit / 2**20:g} MB limit: send "
+        "less, or restart seedtree serve with a larger --max-body-mb", None,
+        "invalid_request_error", "request_too_large",
+    )  # fmt: skip
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The body, at most `limit` bytes (else 413, before any of it is parsed). A body that is
+    too large is read on and dropped (up to `DISCARD_BYTES`), so the client can read the 413."""
+    declared = request.headers.get("content-length", "")
+    too_large = declared.isdigit() and int(declared) > limit
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        too_large = too_large or size > limit
+        if too_large:
+            chunks = []
+            if size > limit + DISCARD_BYTES:
+                break
+        else:
+            chunks.append(chunk)
+    if too_large:
+        raise _too_large(limit)
+    return b"".join(chunks)
+
+
+async def _json(request: Request, limit: int):
+    raw = await _body(request, limit)
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ApiError(
+            400, "the request body is not valid JSON for this server: it is nested too deeply"
+        ) from None
 
 
 def _check_model(req: ApiRequest, model: Model) -> None:
@@ -154,7 +189,8 @@ def _check_model(req: ApiRequest, model: Model) -> None:
 
 async def _answer(request: Request, req: ApiRequest, model: Model, loop: EngineLoop) -> Response:
     _check_model(req, model)
-    run = Completion(model, loop, req)
+    prompt_ids = await model.encode_off_loop(req)  # a long prompt never blocks the event loop
+    run = Completion(model, loop, req, prompt_ids)
     run.start()
     if req.stream:
         events = _sse(run, model)

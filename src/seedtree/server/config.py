@@ -11,6 +11,7 @@ from seedtree.errors import SeedtreeError
 from seedtree.validate import check_int, check_real
 
 DEFAULT_COMPLETION_TOKENS = 16  # /v1/completions without max_tokens (OpenAI's default)
+DEFAULT_MAX_BODY_MB = 8.0  # a request body larger than this is refused (413) before parsing
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class ServerConfig:
     want `Authorization: Bearer <api_key>`. `max_queued`: choices waiting for a running slot at
     most (beyond `max_running` decoding together); more are refused with 429. `max_model_len`:
     prompt + completion tokens per choice at most (None: the model's context). `drain_s`: on
-    SIGTERM, seconds in-flight requests get to finish before they are failed."""
+    SIGTERM, seconds in-flight requests get to finish before they are failed (meanwhile the
+    server answers /health and new requests with 503). `max_body_mb`: a larger request body is
+    refused with 413 before it is parsed."""
 
     model: str
     method: str = "seed-batched"
@@ -31,6 +34,7 @@ class ServerConfig:
     max_model_len: int | None = None
     drain_s: float = 30.0
     cache_mb: float = 1024.0  # the server's own prefix cache
+    max_body_mb: float = DEFAULT_MAX_BODY_MB
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -53,3 +57,6 @@ class ServerConfig:
         check_real("cache_mb", self.cache_mb)
         if self.drain_s < 0 or self.cache_mb < 0:
             raise SeedtreeError("drain_s and cache_mb must be >= 0")
+        check_real("--max-body-mb", self.max_body_mb)
+        if not 0 < self.max_body_mb <= 1024:
+            raise SeedtreeError(f"--max-body-mb must be in (0, 1024], got {self.max_body_mb}")

@@ -28,6 +28,7 @@ from seedtree.validate import (
     check_int,
     check_real,
     check_seed,
+    check_text,
     str_tuple,
 )
 
@@ -191,14 +192,23 @@ def _stop(body: dict) -> tuple[str, ...]:
         raise bad("stop", f"stop takes at most {MAX_STOP} strings, got {len(stop)}")
     if any(not s for s in stop):
         raise bad("stop", "stop strings must be non-empty")
-    return stop
+    return tuple(_text("stop", s) for s in stop)
+
+
+def _text(param: str, value: str, name: str | None = None) -> str:
+    """A string of the body, checked to be valid Unicode (JSON allows a lone "\\ud800")."""
+    _checked(param, lambda: check_text(name or param, value))
+    return value
 
 
 def _model(body: dict) -> str:
     model = body.get("model")
-    if not isinstance(model, str) or not model:
+    if model is None or model == "":
         raise bad("model", "'model' is required: name the served model (GET /v1/models)")
-    return model
+    if not isinstance(model, str):
+        kind = type(model).__name__
+        raise bad("model", f"model must be a string, got {kind}: name the served model")
+    return _text("model", model)
 
 
 def _include_usage(body: dict, stream: bool) -> bool:
@@ -271,7 +281,7 @@ def _prompts(value: Any) -> tuple[str | tuple[int, ...], ...]:
         if isinstance(p, str):
             if not p:
                 raise bad("prompt", f"prompt[{i}] is empty: give some text")
-            prompts.append(p)
+            prompts.append(_text("prompt", p, f"prompt[{i}]"))
         elif isinstance(p, list) and p and all(type(t) is int for t in p):
             prompts.append(tuple(p))
         else:
@@ -291,7 +301,7 @@ def parse_completion(body: Any) -> ApiRequest:
 def _content(i: int, content: Any) -> str:
     """A message's text: a string or a list of text parts."""
     if isinstance(content, str):
-        return content
+        return _text(f"messages[{i}].content", content)
     if isinstance(content, list):
         parts = []
         for part in content:
@@ -299,7 +309,7 @@ def _content(i: int, content: Any) -> str:
                 raise bad(f"messages[{i}].content", "only text content parts are supported")
             if not isinstance(part.get("text"), str):
                 raise bad(f"messages[{i}].content", "a text part needs a 'text' string")
-            parts.append(part["text"])
+            parts.append(_text(f"messages[{i}].content", part["text"]))
         return "".join(parts)
     raise bad(f"messages[{i}].content", "content must be a string or a list of text parts")
 

@@ -1,8 +1,9 @@
 """One HTTP request's run on the engine loop: its prompts encoded, its n choices per prompt
 submitted as engine requests, their outputs awaited (asyncio) and turned into text.
 
-    Model       what the HTTP side knows of the models: a tokenizer of its own (a copy, so the
-                event loop never shares the engine thread's), the context, the checks
+    Model       what the HTTP side knows of the models: tokenizers of its own (copies, so the
+                event loop never shares the engine thread's; prompts are encoded on a thread of
+                their own, off the event loop), the context, the checks
     Completion  one request: `start()` submits every choice or none; `events()` yields
                 (choice index, RequestOutput) as the engine thread delivers them; `close()`
                 aborts whatever has not finished (client gone, error, shutdown)
@@ -17,6 +18,7 @@ import copy
 import time
 import uuid
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 
 from seedtree.decoding.params import SamplingParams
 from seedtree.decoding.result import TokenLogprob
@@ -41,7 +43,11 @@ RETRY_AFTER_S = "1"
 class Model:
     def __init__(self, pair: ModelPair, config: ServerConfig) -> None:
         self.name, self.config = config.model, config
-        self.tokenizer = copy.deepcopy(pair.tokenizer)  # the event loop's own
+        self.tokenizer = copy.deepcopy(pair.tokenizer)  # the event loop's own (decoding)
+        # prompts are encoded on one thread of their own, with a tokenizer of its own: a long
+        # prompt takes seconds, and the event loop (health checks, streams) must not wait
+        self._encoder = copy.deepcopy(pair.tokenizer)
+        self._encoding = ThreadPoolExecutor(1, thread_name_prefix="seedtree-encode")
         self.pair = pair
         self.max_model_len = min(config.max_model_len or pair.max_context, pair.max_context)
         self.tree = get_method(config.method).draft == "tree"  # drafts token trees
@@ -55,6 +61,10 @@ class Model:
         if token_id not in self._token_text:
             self._token_text[token_id] = self.tokenizer.decode([token_id])
         return self._token_text[token_id]
+
+    async def encode_off_loop(self, req: ApiRequest) -> list[list[int]]:
+        """`encode` on the encoding thread, awaited."""
+        return await asyncio.get_running_loop().run_in_executor(self._encoding, self.encode, req)
 
     def encode(self, req: ApiRequest) -> list[list[int]]:
         """Every prompt's token ids (one for a chat), checked against the context."""
@@ -78,12 +88,12 @@ class Model:
     def _ids(self, prompt: str | tuple[int, ...]) -> list[int]:
         if isinstance(prompt, tuple):
             return list(prompt)
-        return [int(i) for i in self.tokenizer(prompt, add_special_tokens=False)["input_ids"]]
+        return [int(i) for i in self._encoder(prompt, add_special_tokens=False)["input_ids"]]
 
     def _chat_ids(self, req: ApiRequest) -> list[int]:
         """Through the model's chat template; a model without one (the tiny test pairs) reads
         `role: content` lines ending in `assistant:`."""
-        tok, messages = self.tokenizer, [dict(m) for m in req.messages]
+        tok, messages = self._encoder, [dict(m) for m in req.messages]
         if not getattr(tok, "chat_template", None):
             text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
             return self._ids(text)
@@ -124,9 +134,12 @@ class Model:
 
 
 class Completion:
-    def __init__(self, model: Model, loop: EngineLoop, req: ApiRequest) -> None:
+    def __init__(
+        self, model: Model, loop: EngineLoop, req: ApiRequest, prompt_ids: list[list[int]]
+    ) -> None:
+        """`prompt_ids`: `model.encode(req)`."""
         self.req, self.loop = req, loop
-        self.prompt_ids = model.encode(req)
+        self.prompt_ids = prompt_ids
         params = model.params(req, self.prompt_ids)
         self.requests = expand_requests(self.prompt_ids, params)  # prompt-major, n per prompt
         if len(self.requests) > loop.capacity:
