@@ -16,6 +16,8 @@ from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import torch
+
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.decoding.sampling import derive_seed
@@ -30,6 +32,7 @@ from seedtree.engine import (
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
 from seedtree.search import remote
+from seedtree.search.logprob import TokenIds, label_probabilities, prefixes_to_read
 from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call
 from seedtree.tasks.base import Prompt
@@ -200,3 +203,63 @@ class Engine:
     def ask(self, prompts: list[Prompt], n: int) -> list[list[str]]:
         """The task's `Ask`: texts only (used by `Task.finish`)."""
         return [[r.text for r in rs] for rs in self.run(prompts, n, phase="finish", level=-1)]
+
+    # -- values from the target's probabilities (`--evaluation logprob`) ----------------------
+    def score(self, prompts: list[Prompt], labels: list[str], level: int = 0) -> list[dict]:
+        """For each prompt, each label's probability as the answer under the target p
+        (`search.logprob`'s rules): one plain forward of the prompt (+ label tokens) per needed
+        sequence, log-softmax in float64, no decoding, so the same for every method. Recorded
+        as an "evaluate" call."""
+        if self.endpoint is not None:
+            raise SeedtreeError(
+                "--evaluation logprob reads the target's logits: it needs local models, not "
+                "--backend openai (use --evaluation value)"
+            )
+        label_ids = self._label_ids(labels)
+        reads = prefixes_to_read(label_ids)
+        start = time.perf_counter()
+        out, prompt_ids = [], []
+        for prompt in prompts:
+            ids = self._encode(prompt.text)
+            logps = {}  # prefix -> [len(prefix) + 1, V] log-probs after prompt + prefix[:i]
+            for prefix in reads:
+                logp = self._target_logprobs(ids + list(prefix))[len(ids) - 1 :]
+                for i in range(len(prefix) + 1):
+                    logps[prefix[:i]] = logp[i]
+                prompt_ids.append(ids + list(prefix))
+            out.append(label_probabilities(label_ids, lambda p, t, lp=logps: float(lp[p][t])))
+        self.calls.append(
+            Call(
+                "evaluate",
+                level,
+                len(prompt_ids),
+                0,
+                time.perf_counter() - start,
+                {},
+                target_forwards=len(prompt_ids),
+                prompt_ids=prompt_ids,
+                prompt_tokens=sum(map(len, prompt_ids)),
+            )
+        )
+        if self.progress is not None:
+            self.progress(self.calls[-1])
+        return out
+
+    def _label_ids(self, labels: list[str]) -> dict[str, TokenIds]:
+        label_ids = {
+            label: tuple(self.pair.tokenizer(label, add_special_tokens=False)["input_ids"])
+            for label in labels
+        }
+        if not all(label_ids.values()) or len(set(label_ids.values())) < len(label_ids):
+            raise SeedtreeError(
+                f"value labels {labels} do not tokenize to distinct non-empty token sequences: "
+                "give the task other labels"
+            )
+        return label_ids
+
+    def _target_logprobs(self, ids: list[int]) -> torch.Tensor:
+        """[len(ids), V] float64 log-softmax of the target's logits over `ids` (one forward)."""
+        with torch.inference_mode():
+            x = torch.tensor([ids], dtype=torch.long, device=self.pair.device)  # [1, T]
+            logits = self.pair.target(input_ids=x).logits[0, :, : self.pair.vocab_size]  # [T, V]
+            return torch.log_softmax(logits.double(), dim=-1).cpu()
