@@ -4,7 +4,7 @@
   common   Ctrl-C at start-up, method names, loading the models, configs from the options,
            the `--backend openai` endpoint, the `--ray` config, the "same tree as ar" verdict
   decode   generate, models, demo
-  bench    bench-decode, bench-many, bench-arrivals, bench, bench-serve
+  bench    bench-decode, bench-many, bench-arrivals, bench, bench-serve, bench-search
   search   solve, run
   serve    serve
 
@@ -21,6 +21,7 @@ from seedtree.cli.bench import (
     cmd_bench_arrivals,
     cmd_bench_decode,
     cmd_bench_many,
+    cmd_bench_search,
     cmd_bench_serve,
 )
 from seedtree.cli.common import STEP_METHODS, exit_on_interrupt, parse_k_config
@@ -35,6 +36,7 @@ COMMANDS = {
     "serve": cmd_serve,
     "bench": cmd_bench,
     "bench-serve": cmd_bench_serve,
+    "bench-search": cmd_bench_search,
     "solve": cmd_solve,
     "run": cmd_run,
     "generate": cmd_generate,
@@ -55,6 +57,7 @@ OUTPUTS = {
     "demo": {"out": "dir"},
     "bench": {"out": "dir"},
     "bench-serve": {"out": "dir"},
+    "bench-search": {"out": "dir"},
     "bench-many": {"out": "dir"},
     "bench-decode": {"out": "file"},
 }
@@ -107,6 +110,7 @@ __all__ = [
     "cmd_bench_arrivals",
     "cmd_bench_decode",
     "cmd_bench_many",
+    "cmd_bench_search",
     "cmd_bench_serve",
     "cmd_demo",
     "cmd_generate",

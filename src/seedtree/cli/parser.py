@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_arrivals_parser(sub)
     _add_bench_parser(sub)
     _add_bench_serve_parser(sub)
+    _add_bench_search_parser(sub)
     _add_solve_parser(sub)
     _add_run_parser(sub)
     _add_serve_parser(sub)
@@ -153,6 +154,27 @@ def _add_bench_serve_parser(sub) -> None:
     bs.add_argument("--repeat", type=int, default=3, help="timed passes after one warm-up")
     bs.add_argument("--out", type=Path, default=Path("bench"))
     _add_tree_args(bs, method=False, backend=False)
+
+
+def _add_bench_search_parser(sub) -> None:
+    from seedtree.bench.search import DEFAULT_BUDGETS
+
+    bs = sub.add_parser(
+        "bench-search",
+        help="every search algorithm with its budget on the same problems: accuracy, time, "
+        "correct answers per hour, and the accuracy/time frontier",
+    )
+    bs.add_argument("--task", default="gsm8k", help=TASK_HELP)
+    bs.add_argument("--limit", type=int, default=5, help="number of problems")
+    bs.add_argument("--start", type=int, default=0, help="first problem index")
+    bs.add_argument(
+        "--budgets",
+        default=" ".join(DEFAULT_BUDGETS),
+        help="space-separated ALGORITHM[:key=value,...] over the search options below, e.g. "
+        "cot-sc:k=5 mcts:iterations=4 (default: %(default)s)",
+    )
+    bs.add_argument("--out", type=Path, default=Path("bench"))
+    _add_tree_args(bs, backend=False)
 
 
 # --- reasoning trees
