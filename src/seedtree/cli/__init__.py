@@ -4,7 +4,7 @@
   common   Ctrl-C at start-up, method names, loading the models, configs from the options,
            the `--backend openai` endpoint, the `--ray` config, the "same tree as ar" verdict
   decode   generate, models, demo
-  bench    bench-decode, bench-many, bench-arrivals, bench, bench-serve
+  bench    bench-decode, bench-many, bench-arrivals, bench, bench-serve, bench-search
   search   solve, run
   serve    serve
 
@@ -22,6 +22,7 @@ from seedtree.cli.bench import (
     cmd_bench_decode,
     cmd_bench_many,
     cmd_bench_run,
+    cmd_bench_search,
     cmd_bench_serve,
 )
 from seedtree.cli.common import STEP_METHODS, exit_on_interrupt, parse_k_config
@@ -37,6 +38,7 @@ COMMANDS = {
     "bench": cmd_bench,
     "bench-serve": cmd_bench_serve,
     "bench-run": cmd_bench_run,
+    "bench-search": cmd_bench_search,
     "solve": cmd_solve,
     "run": cmd_run,
     "generate": cmd_generate,
@@ -58,6 +60,7 @@ OUTPUTS = {
     "bench": {"out": "dir"},
     "bench-serve": {"out": "dir"},
     "bench-run": {"out": "dir"},
+    "bench-search": {"out": "dir"},
     "bench-many": {"out": "dir"},
     "bench-decode": {"out": "file"},
 }
@@ -110,6 +113,7 @@ __all__ = [
     "cmd_bench_arrivals",
     "cmd_bench_decode",
     "cmd_bench_many",
+    "cmd_bench_search",
     "cmd_bench_serve",
     "cmd_demo",
     "cmd_generate",

@@ -1,6 +1,7 @@
 """The benchmark commands: `bench-decode` (one request), `bench-many` (N requests at once),
-`bench-arrivals` (requests arriving over time), `bench` (every method builds the same trees)
-and `bench-serve` (the same trees in-process and through `seedtree serve`). Each checks its
+`bench-arrivals` (requests arriving over time), `bench` (every method builds the same trees),
+`bench-serve` (the same trees in-process and through `seedtree serve`) and `bench-search` (every
+search algorithm and budget: accuracy against time). Each checks its
 options before the models load, then hands a config to `seedtree.bench`."""
 
 from __future__ import annotations
@@ -231,4 +232,29 @@ def cmd_bench_serve(args) -> int:
             f"or a defect: compare the trees_serve_{args.task}_<mode>.json files)",
             file=sys.stderr,
         )
+    return 0
+
+
+def cmd_bench_search(args) -> int:
+    from seedtree.bench.search import SearchBenchConfig, markdown_table, run_search_bench
+    from seedtree.tasks import get_task
+
+    task = get_task(args.task)
+    search, engine, spec = tree_configs(args)
+    cfg = SearchBenchConfig(
+        task=args.task,
+        limit=args.limit,
+        start=args.start,
+        budgets=tuple(args.budgets.split()),
+        search=search,
+        engine=engine,
+        spec=spec,
+        dtype=args.dtype,
+        draft_dtype=args.draft_dtype,
+        data=str(args.data) if args.data else None,
+    )  # every budget checked before the models load
+    task_examples(task, args)
+    report = run_search_bench(load_llm(args), cfg, out=args.out)
+    print(markdown_table(report))
+    print(f"wrote {args.out / f'bench_search_{args.task}.json'} (+ .md, .png)")
     return 0

@@ -126,7 +126,15 @@ def tree_configs(args) -> tuple:
         evaluation=args.evaluation,
         n_evaluate=args.n_evaluate,
         threshold=args.threshold,
+        iterations=args.iterations,
+        exploration=args.exploration,
+        rollout=args.rollout,
     )
+    if search.evaluation == "logprob" and getattr(args, "backend", "local") != "local":
+        raise SeedtreeError(
+            "--evaluation logprob reads the target's logits: it needs local models, not "
+            "--backend openai (use --evaluation value)"
+        )
     engine = EngineConfig(
         method=getattr(args, "method", None) or "seed-batched",
         temperature=args.temperature,

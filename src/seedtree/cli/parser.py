@@ -9,6 +9,8 @@ from pathlib import Path
 
 from seedtree.cli.common import DEFAULT_CONCURRENCY, METHODS, STEP_METHODS
 
+TASK_HELP = "gsm8k, creative_writing, blocksworld or game24"
+
 # `seedtree --help`'s description (the one-module CLI's docstring, kept word for word)
 DESCRIPTION = (
     "Command line: argparse -> frozen dataclasses -> library calls. Nothing imports this module."
@@ -27,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_parser(sub)
     _add_bench_serve_parser(sub)
     _add_bench_run_parser(sub)
+    _add_bench_search_parser(sub)
     _add_solve_parser(sub)
     _add_run_parser(sub)
     _add_serve_parser(sub)
@@ -130,7 +133,7 @@ def _add_bench_arrivals_parser(sub) -> None:
 
 def _add_bench_parser(sub) -> None:
     bench = sub.add_parser("bench", help="every method builds the same trees, side by side")
-    bench.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    bench.add_argument("--task", default="gsm8k", help=TASK_HELP)
     bench.add_argument("--limit", type=int, default=3, help="number of problems")
     bench.add_argument("--start", type=int, default=0, help="first problem index")
     bench.add_argument("--methods", default=None, help="space-separated (default: all eight)")
@@ -164,7 +167,7 @@ def _add_bench_serve_parser(sub) -> None:
     bs = sub.add_parser(
         "bench-serve", help="the same trees in-process and through seedtree serve (HTTP cost)"
     )
-    bs.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    bs.add_argument("--task", default="gsm8k", help=TASK_HELP)
     bs.add_argument("--limit", type=int, default=2, help="number of problems")
     bs.add_argument("--start", type=int, default=0, help="first problem index")
     bs.add_argument(
@@ -175,12 +178,33 @@ def _add_bench_serve_parser(sub) -> None:
     _add_tree_args(bs, method=False, backend=False)
 
 
+def _add_bench_search_parser(sub) -> None:
+    from seedtree.bench.search import DEFAULT_BUDGETS
+
+    bs = sub.add_parser(
+        "bench-search",
+        help="every search algorithm with its budget on the same problems: accuracy, time, "
+        "correct answers per hour, and the accuracy/time frontier",
+    )
+    bs.add_argument("--task", default="gsm8k", help=TASK_HELP)
+    bs.add_argument("--limit", type=int, default=5, help="number of problems")
+    bs.add_argument("--start", type=int, default=0, help="first problem index")
+    bs.add_argument(
+        "--budgets",
+        default=" ".join(DEFAULT_BUDGETS),
+        help="space-separated ALGORITHM[:key=value,...] over the search options below, e.g. "
+        "cot-sc:k=5 mcts:iterations=4 (default: %(default)s)",
+    )
+    bs.add_argument("--out", type=Path, default=Path("bench"))
+    _add_tree_args(bs, backend=False)
+
+
 # --- reasoning trees
 
 
 def _add_solve_parser(sub) -> None:
     solve = sub.add_parser("solve", help="build the reasoning tree of one problem")
-    solve.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    solve.add_argument("--task", default="gsm8k", help=TASK_HELP)
     solve.add_argument("--index", type=int, default=0, help="problem index in the task's data")
     solve.add_argument("--out", type=Path, default=Path("."), help="tree.json + report.html here")
     solve.add_argument(
@@ -195,7 +219,7 @@ def _add_solve_parser(sub) -> None:
 
 def _add_run_parser(sub) -> None:
     run = sub.add_parser("run", help="solve a dataset slice; one JSONL record per problem")
-    run.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    run.add_argument("--task", default="gsm8k", help=TASK_HELP)
     run.add_argument("--start", type=int, default=0, help="first problem index")
     run.add_argument("--limit", type=int, default=5, help="number of problems")
     run.add_argument("--out", type=Path, required=True, help="results.jsonl + summary.json here")
@@ -351,7 +375,7 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: boo
     """Options shared by `solve`, `run`, `bench` (which takes `--methods` instead of
     `--method`) and `bench-serve` (its own `--method`, no backend): data, engine, sampling,
     search, backend, models."""
-    from seedtree.search.config import ALGORITHMS
+    from seedtree.search.config import ALGORITHMS, ROLLOUTS
     from seedtree.search.engine import SEARCH_METHODS
 
     p.add_argument("--data", type=Path, help="a JSONL file in the task's format (default: bundled)")
@@ -375,11 +399,26 @@ def _add_tree_args(p: argparse.ArgumentParser, method: bool = True, backend: boo
     s.add_argument("--k", type=int, default=3, help="thoughts per expanded state")
     s.add_argument("--b", type=int, default=1, help="states kept per level (bfs)")
     s.add_argument("--depth", type=int, help="levels (default: the task's own)")
-    s.add_argument("--algorithm", default="bfs", choices=list(ALGORITHMS))
+    s.add_argument(
+        "--algorithm", default="bfs", help=f"{' | '.join(ALGORITHMS)} (default: %(default)s)"
+    )
     s.add_argument("--generation", choices=["sample", "propose"], help="default: the task's")
-    s.add_argument("--evaluation", choices=["value", "vote"], help="default: the task's")
+    s.add_argument(
+        "--evaluation",
+        choices=["value", "vote", "logprob"],
+        help="default: the task's; logprob: the expected score of the value labels under the "
+        "target's probabilities (one forward, no decoding; local models)",
+    )
     s.add_argument("--n-evaluate", type=int, default=1, help="value samples / votes per level")
     s.add_argument("--threshold", type=float, default=5.0, help="dfs: prune children below")
+    s.add_argument("--iterations", type=int, default=8, help="mcts: select-expand-simulate rounds")
+    s.add_argument("--exploration", type=float, default=1.0, help="mcts: UCT's constant c")
+    s.add_argument(
+        "--rollout",
+        default="greedy",
+        choices=list(ROLLOUTS),
+        help="mcts: the reward is the new state's value, or a greedy rollout's (default)",
+    )
     if backend:
         _add_backend_args(p)
     _add_model_args(p)

@@ -30,6 +30,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
+import torch
+
 from seedtree.decoding.adaptive import CostModel
 from seedtree.decoding.ar import generate_ar
 from seedtree.decoding.branch import Branch, Request
@@ -171,6 +173,7 @@ class LLMEngine:
         self._cond = threading.Condition()
         self._inbox: list[Job] = []
         self._aborts: list[Hashable] = []
+        self._reads: list[tuple[list[tuple[list[int], int]], Future]] = []  # `tail_logprobs`
         self._sinks: dict[Hashable, Sink] = {}  # engine thread only
         self._pending = 0  # requests submitted and not finished (under the lock)
         self._admitting = True
@@ -252,6 +255,24 @@ class LLMEngine:
             self._aborts.append(request_id)
             self._cond.notify()
 
+    def tail_logprobs(self, sequences: list[tuple[list[int], int]]) -> Future:
+        """For each (ids, n): the target's float64 log-softmax after each of the last n positions
+        of ids ([n, V]; a value read from p's next-token distribution). One plain forward per
+        sequence on the engine thread, between steps: no cache, no batch, so the numbers are
+        the same whatever the method and whatever else is in flight."""
+        for ids, n in sequences:
+            check_prompt(self.pair, ids)
+            if not 1 <= n <= len(ids):
+                raise SeedtreeError(f"n must be in [1, {len(ids)}] for a {len(ids)}-token read")
+        future: Future = Future()
+        with self._cond:
+            if not self._admitting:
+                raise ShuttingDown("the engine is shutting down")
+            self._start()
+            self._reads.append((sequences, future))
+            self._cond.notify()
+        return future
+
     def abort_all(self) -> None:
         """Every request in flight leaves at the next step (a run that stops)."""
         with self._cond:
@@ -311,7 +332,9 @@ class LLMEngine:
         while True:
             with self._cond:
                 idle = not self._busy()
-                while not (self._inbox or self._aborts or self._stopping) and not self._busy():
+                while not (self._inbox or self._aborts or self._reads or self._stopping) and not (
+                    self._busy()
+                ):
                     self._cond.wait()
                 if idle and self._inbox and not self._stopping:  # the requests sent with it
                     deadline = time.monotonic() + ADMIT_WINDOW_S
@@ -319,7 +342,10 @@ class LLMEngine:
                         self._cond.wait(timeout=left)
                 jobs, self._inbox = self._inbox, []
                 aborts, self._aborts = self._aborts, []
+                reads, self._reads = self._reads, []
                 stopping = self._stopping
+            for sequences, future in reads:
+                _read(self.pair, sequences, future)
             try:
                 if not self._turn(jobs, aborts, stopping):
                     return
@@ -455,6 +481,19 @@ class LLMEngine:
         out = RequestOutput(job.request_id, job.branch, ids, ids, True, result, result.logprobs)
         job.sink(out)
         self._done(1)
+
+
+@torch.inference_mode()
+def _read(pair: ModelPair, sequences: list[tuple[list[int], int]], future: Future) -> None:
+    try:
+        out = []
+        for ids, n in sequences:
+            x = torch.tensor([ids], dtype=torch.long, device=pair.device)  # [1, T]
+            logits = pair.target(input_ids=x, logits_to_keep=n).logits[0, :, : pair.vocab_size]
+            out.append(torch.log_softmax(logits.double(), dim=-1).cpu())  # [n, V]
+        future.set_result(out)
+    except Exception as exc:
+        future.set_exception(exc)
 
 
 def _future_sink(future: Future) -> Sink:

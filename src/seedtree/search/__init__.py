@@ -1,4 +1,5 @@
-"""Reasoning trees: Tree-of-Thoughts search (BFS, DFS) over a task, every call through an engine.
+"""Reasoning trees: search algorithms over a task (cot, cot-sc, BFS, DFS, beam, MCTS), every call
+through an engine.
 
 from seedtree.search import SearchConfig, EngineConfig, solve
 tree = solve(pair, get_task("gsm8k"), example, SearchConfig(k=3, b=1, depth=2),
@@ -20,13 +21,20 @@ from typing import Any
 from seedtree.decoding import SpecConfig
 from seedtree.engine import LLMEngine
 from seedtree.models.loader import ModelPair
+from seedtree.search.beam import beam
 from seedtree.search.bfs import bfs
 from seedtree.search.config import ALGORITHMS, SearchConfig
+from seedtree.search.cot import cot, cot_sc
 from seedtree.search.dfs import dfs
 from seedtree.search.engine import Engine, EngineConfig
+from seedtree.search.mcts import mcts
 from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call, Node, Tree
 from seedtree.tasks.base import Task
+
+# name -> algorithm(tree, task, example, engine, search, depth) -> the chosen node
+SEARCHES = {"cot": cot, "cot-sc": cot_sc, "bfs": bfs, "dfs": dfs, "beam": beam, "mcts": mcts}
+assert tuple(SEARCHES) == ALGORITHMS
 
 
 def solve(
@@ -70,8 +78,7 @@ def solve(
     )
     start = time.perf_counter()
     tree.add(None, "", task.state_text(example, ()))
-    algorithm = bfs if search.algorithm == "bfs" else dfs
-    final = algorithm(tree, task, example, run, search, depth)
+    final = SEARCHES[search.algorithm](tree, task, example, run, search, depth)
     tree.final = final.id
     outcome = task.finish(example, tree.steps(final), run.ask)
     tree.answer, tree.metrics = outcome.answer, outcome.metrics

@@ -21,6 +21,7 @@ from seedtree.decoding.result import GenerationResult
 from seedtree.engine import METHODS, LLMEngine, Request, get_method, sample_seed
 from seedtree.errors import SeedtreeError
 from seedtree.search import remote
+from seedtree.search.logprob import TokenIds, label_probabilities, prefixes_to_read
 from seedtree.search.remote import Endpoint
 from seedtree.search.tree import Call
 from seedtree.tasks.base import Prompt
@@ -178,3 +179,58 @@ class Engine:
     def ask(self, prompts: list[Prompt], n: int) -> list[list[str]]:
         """The task's `Ask`: texts only (used by `Task.finish`)."""
         return [[r.text for r in rs] for rs in self.run(prompts, n, phase="finish", level=-1)]
+
+    # -- values from the target's probabilities (`--evaluation logprob`) ----------------------
+    def score(self, prompts: list[Prompt], labels: list[str], level: int = 0) -> list[dict]:
+        """For each prompt, each label's probability as the answer under the target p
+        (`search.logprob`'s rules): one plain forward of the prompt (+ label tokens) per needed
+        sequence, log-softmax in float64, no decoding, so the same for every method. Recorded
+        as an "evaluate" call."""
+        if self.endpoint is not None:
+            raise SeedtreeError(
+                "--evaluation logprob reads the target's logits: it needs local models, not "
+                "--backend openai (use --evaluation value)"
+            )
+        label_ids = self._label_ids(labels)
+        reads = prefixes_to_read(label_ids)
+        start = time.perf_counter()
+        encoded = [self._encode(prompt.text) for prompt in prompts]
+        prompt_ids = [ids + list(prefix) for ids in encoded for prefix in reads]
+        tails = [(ids + list(prefix), len(prefix) + 1) for ids in encoded for prefix in reads]
+        logps_all = iter(self.engine.tail_logprobs(tails).result())  # one read per prefix
+        out = []
+        for _ in encoded:
+            logps = {}  # prefix -> log-probs [V] after prompt + prefix[:i]
+            for prefix in reads:
+                logp = next(logps_all)  # [len(prefix) + 1, V]
+                for i in range(len(prefix) + 1):
+                    logps[prefix[:i]] = logp[i]
+            out.append(label_probabilities(label_ids, lambda p, t, lp=logps: float(lp[p][t])))
+        self.calls.append(
+            Call(
+                "evaluate",
+                level,
+                len(prompt_ids),
+                0,
+                time.perf_counter() - start,
+                {},
+                target_forwards=len(prompt_ids),
+                prompt_ids=prompt_ids,
+                prompt_tokens=sum(map(len, prompt_ids)),
+            )
+        )
+        if self.progress is not None:
+            self.progress(self.calls[-1])
+        return out
+
+    def _label_ids(self, labels: list[str]) -> dict[str, TokenIds]:
+        label_ids = {
+            label: tuple(self.engine.pair.tokenizer(label, add_special_tokens=False)["input_ids"])
+            for label in labels
+        }
+        if not all(label_ids.values()) or len(set(label_ids.values())) < len(label_ids):
+            raise SeedtreeError(
+                f"value labels {labels} do not tokenize to distinct non-empty token sequences: "
+                "give the task other labels"
+            )
+        return label_ids

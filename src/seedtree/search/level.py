@@ -1,4 +1,4 @@
-"""The three steps of a search level, shared by BFS and DFS: generate, evaluate, select.
+"""The three steps of a search level, shared by every tree algorithm: generate, evaluate, select.
 
 Each step sends ALL its prompts of the level to the engine in one call, so the scheduler sees
 every branch at once (k samples of one prompt, or one prompt per new state).
@@ -11,6 +11,7 @@ from typing import Any
 
 from seedtree.search.config import SearchConfig
 from seedtree.search.engine import Engine
+from seedtree.search.logprob import expected_value
 from seedtree.search.tree import Node, Tree
 from seedtree.tasks.base import Task
 
@@ -61,12 +62,16 @@ def evaluate(
     tree: Tree, nodes: list[Node], task: Task, example: Any, engine: Engine, cfg: SearchConfig
 ) -> None:
     """Set each node's value: the mean of n_evaluate parsed values (unparseable -> 0, counted),
-    or its share of n_evaluate votes among the nodes (ToT's vote), scaled to 0-10."""
+    its share of n_evaluate votes among the nodes (ToT's vote), scaled to 0-10, or the expected
+    score of the task's value labels under the target's probabilities (logprob)."""
     if not nodes:
         return
     mode = cfg.evaluation or task.evaluation
     level = nodes[0].depth
     steps = [tree.steps(n) for n in nodes]
+    if mode == "logprob":
+        _evaluate_logprob(nodes, steps, task, example, engine, level)
+        return
     if mode == "value":
         prompts = [task.value_prompt(example, s) for s in steps]
         outputs = engine.run(prompts, n=cfg.n_evaluate, phase="evaluate", level=level)
@@ -88,6 +93,21 @@ def evaluate(
         node.value_texts = [r.text for r in rs]
         _record(node, "eval", rs, engine.method)
     nodes[0].unparsed = sum(v is None for v in votes)  # counted once for the vote
+
+
+def _evaluate_logprob(
+    nodes: list[Node], steps: list, task: Task, example: Any, engine: Engine, level: int
+) -> None:
+    """One forward per value prompt (`search.logprob`); labels holding no mass -> 0, counted."""
+    scores = task.value_labels()
+    prompts = [task.value_prompt(example, s) for s in steps]
+    masses = engine.score(prompts, list(scores), level)
+    for node, s, probabilities in zip(nodes, steps, masses, strict=True):
+        value = expected_value(probabilities, scores)
+        node.value_texts = [" ".join(f"{k}:{p:.4g}" for k, p in probabilities.items())]
+        node.unparsed = int(value is None)
+        node.value = task.adjust_value(example, s, 0.0 if value is None else value)
+        node.stats["method"] = engine.method
 
 
 def select(candidates: list[Node], b: int) -> list[Node]:

@@ -1,4 +1,5 @@
-"""Tasks: data, prompts, answer parsing and scoring for GSM8K, Creative Writing and Blocksworld."""
+"""Tasks: data, prompts, answer parsing and scoring for GSM8K, Creative Writing, Blocksworld and
+Game of 24."""
 
 from importlib.resources import files
 from pathlib import Path
@@ -9,11 +10,11 @@ def data_path(*parts: str) -> Path:
     return Path(str(files("seedtree").joinpath("data", *parts)))
 
 
-TASK_NAMES = ("gsm8k", "creative_writing", "blocksworld")
+TASK_NAMES = ("gsm8k", "creative_writing", "blocksworld", "game24")
 
 
 def get_task(name: str):
-    """A task by name: "gsm8k", "creative_writing" or "blocksworld"."""
+    """A task by name: "gsm8k", "creative_writing", "blocksworld" or "game24"."""
     from seedtree.errors import SeedtreeError
 
     if name == "gsm8k":
@@ -28,4 +29,8 @@ def get_task(name: str):
         from seedtree.tasks.blocksworld import Blocksworld
 
         return Blocksworld()
+    if name == "game24":
+        from seedtree.tasks.game24 import Game24
+
+        return Game24()
     raise SeedtreeError(f"unknown task '{name}': choose one of {', '.join(TASK_NAMES)}")

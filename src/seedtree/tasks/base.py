@@ -84,8 +84,7 @@ class Task(ABC):
         return text.strip()
 
     def parse_proposals(self, example: Any, steps: Steps, text: str, k: int) -> list[str]:
-        lines = [re.sub(r"^\s*(?:\d+[.)]|-|\*)\s*", "", line).strip() for line in text.split("\n")]
-        return [line for line in lines if line][:k]
+        return lines_of(text)[:k]
 
     def value_prompt(self, example: Any, steps: Steps) -> Prompt:
         raise SeedtreeError(f"task {self.name} has no value prompt: use --evaluation vote")
@@ -107,6 +106,30 @@ class Task(ABC):
             return None
         return int(match.group(1)) - 1
 
+    def value_labels(self) -> dict[str, float]:
+        """`--evaluation logprob`: the answers to the value prompt and their scores (0-10 scale);
+        the value is their expected score under the target (`search.logprob`)."""
+        return {str(i): float(i) for i in range(11)}
+
+    # -- whole solutions (cot, cot-sc) ---------------------------------------------------------
+    def solution_prompt(self, example: Any) -> Prompt:
+        """cot / cot-sc: one prompt whose answer is a whole solution."""
+        raise SeedtreeError(f"task {self.name} has no whole-solution prompt: use --algorithm bfs")
+
+    def solution_steps(self, example: Any, text: str) -> Steps:
+        """A whole solution read as the task's thoughts (what `finish` takes): its non-empty lines
+        (list markers dropped), each through `parse_thought`; one empty thought when none."""
+        steps: Steps = ()
+        for line in lines_of(text):
+            steps = (*steps, self.parse_thought(example, steps, line))
+        return steps or ("",)
+
+    def solution_answer(self, example: Any, steps: Steps) -> str | None:
+        """cot-sc's vote: the answer a finished state gives, as a comparable text, without asking
+        the model; None when it gives none (it does not vote). Default: the whole state."""
+        text = "\n".join(steps).strip()
+        return text or None
+
     def adjust_value(self, example: Any, steps: Steps, value: float) -> float:
         """A task may overrule the model's value (e.g. an illegal Blocksworld action -> 0)."""
         return value
@@ -121,6 +144,12 @@ class Task(ABC):
     @abstractmethod
     def finish(self, example: Any, steps: Steps, ask: Ask) -> Outcome:
         """The answer of the chosen state, and its score."""
+
+
+def lines_of(text: str) -> list[str]:
+    """The non-empty lines of `text`, list markers ("1.", "2)", "-", "*") dropped."""
+    lines = [re.sub(r"^\s*(?:\d+[.)]|-|\*)\s*", "", line).strip() for line in text.split("\n")]
+    return [line for line in lines if line]
 
 
 def load_records(path: Path, build: Callable[[int, dict], Any]) -> list[Any]:

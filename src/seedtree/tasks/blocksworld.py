@@ -112,6 +112,15 @@ class Blocksworld(Task):
         action = nl_to_action(text)
         return action_to_nl(action) if action else " ".join(text.split())
 
+    def solution_prompt(self, example: Instance) -> Prompt:
+        text = (
+            f"{self._situation(example, ())}\n\nWrite the whole plan: one action per line, each "
+            'in a form like "unstack the red block from on top of the blue block", "stack the '
+            'red block on top of the blue block", "pick up the red block" or "put down the red '
+            'block", and nothing else.'
+        )
+        return Prompt(text, self.action_tokens * (example.steps + 2), stop=("\n\n",))
+
     def value_prompt(self, example: Instance, steps: Steps) -> Prompt:
         text = (
             f"{self._situation(example, steps)}\n\nHow close is the current state to the goal, "

@@ -129,6 +129,21 @@ class CreativeWriting(Task):
         )
         return Prompt(text, self.passage_tokens)
 
+    def solution_prompt(self, example: Writing) -> Prompt:
+        text = (
+            f"{self._instruction(example)}\n\nFirst write a one-line plan starting with 'Plan:', "
+            "then a blank line, then the passage. Separate the paragraphs with a blank line, end "
+            "each paragraph with its sentence exactly, and write nothing else."
+        )
+        return Prompt(text, self.plan_tokens + self.passage_tokens)
+
+    def solution_steps(self, example: Writing, text: str) -> Steps:
+        """(plan, passage): the first paragraph is the plan when it starts with 'Plan'."""
+        parts = split_paragraphs(text)
+        if parts and parts[0].lower().startswith("plan"):
+            return parts[0], "\n\n".join(parts[1:])
+        return "Plan: (none)", "\n\n".join(parts)
+
     def vote_prompt(self, example: Writing, candidates: list[Steps]) -> Prompt:
         kind = "plan" if len(candidates[0]) == 1 else "passage"
         choices = "\n\n".join(f"Choice {i}:\n{c[-1]}" for i, c in enumerate(candidates, start=1))

@@ -130,6 +130,18 @@ class GSM8K(Task):
         )
         return Prompt(text, self.value_tokens, stop=("\n",))
 
+    def solution_prompt(self, example: Problem) -> Prompt:
+        text = (
+            "Solve the math word problem step by step, one short step per line, and end with "
+            f'the line "The answer is <number>".\n\nProblem: {example.question}'
+        )
+        return Prompt(text, self.thought_tokens * 4)
+
+    def solution_answer(self, example: Problem, steps: Steps) -> str | None:
+        """The last number of the solution, as `extract_answer` reads it."""
+        number = extract_answer("\n".join(steps))
+        return None if number is None else format(number, ".12g")
+
     def is_terminal(self, example: Problem, steps: Steps) -> bool:
         return bool(steps) and "final answer" in steps[-1].lower()
 
