@@ -24,10 +24,23 @@ from scipy.stats import binomtest, chisquare, kstest
 
 import seedtree.decoding.tree as tree_mod
 from seedtree.decoding import SamplingParams, SpecConfig
+from seedtree.decoding.adaptive import CostModel
 from seedtree.decoding.sampling import probs_from_logits
 from seedtree.decoding.tree import TokenTree, walk_sampling
-from seedtree.engine import Request, expand_requests, generate_many
+from seedtree.engine import Request, costs, expand_requests, generate_many
 from seedtree.scheduling import SchedulerConfig
+
+# The engines run the batch policy (`SpecConfig.policy="batch"`) on a cost shape where rows are
+# free (a GPU's): every batch size drafts, and each round's depth still follows the branches'
+# acceptance, so the checks see speculation at its most varied. (With the real CPU shape a batch
+# of 64 rows would decode plainly and test nothing speculative.)
+ROWS_FREE = CostModel(a=0.3, b=0.0, e=0.0, d0=0.05, d1=0.0)
+
+
+@pytest.fixture(autouse=True)
+def rows_free(monkeypatch):
+    monkeypatch.setattr(costs, "measure", lambda pair: ROWS_FREE)
+
 
 ALPHA = 1e-4  # a lossless check fails when its p-value is below this
 POWER = 1e-6  # a planted bug must push the p-value below this (far below ALPHA)

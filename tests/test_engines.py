@@ -7,8 +7,9 @@ import torch
 from conftest import encode
 from scipy.stats import chisquare
 
-from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_sd
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
 from seedtree.decoding.check import find_divergence
+from seedtree.engine import generate_sd
 from seedtree.models.tiny import CHARS
 
 

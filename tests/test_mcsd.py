@@ -8,13 +8,13 @@ from conftest import encode
 from scipy.stats import chisquare
 from test_engines import chi2_pvalue, target_marginals
 
-from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
 from seedtree.decoding.batch import RaggedBatch
 from seedtree.decoding.check import find_divergence
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.speculative import greedy_width
 from seedtree.decoding.tree import TokenTree, walk_sampling
-from seedtree.engine import Request, generate_many
+from seedtree.engine import Request, generate_many, generate_mcsd
 from seedtree.errors import SeedtreeError
 from seedtree.models.tiny import CHARS
 

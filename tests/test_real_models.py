@@ -13,10 +13,10 @@ import sys
 import pytest
 import torch
 
-from seedtree.decoding import SamplingParams, SpecConfig, generate_ar, generate_mcsd, generate_sd
+from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
 from seedtree.decoding.check import find_divergence
 from seedtree.engine import METHODS as MANY_METHODS
-from seedtree.engine import Request, generate_many
+from seedtree.engine import Request, generate_many, generate_mcsd, generate_sd
 from seedtree.llm import LLM
 from seedtree.tasks import gsm8k
 

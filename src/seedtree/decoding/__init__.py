@@ -1,9 +1,9 @@
-"""Decoding one request: sampling rules, AR, speculative decoding (SD) and multi-candidate SD."""
+"""Decoding: sampling rules, AR, and the one speculative core (SD chains and MCSD token trees)
+that every engine runs; `seedtree.engine.generate_sd` / `generate_mcsd` decode one request."""
 
 from seedtree.decoding.ar import generate_ar
 from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import DecodeStats, GenerationResult, TokenLogprob
-from seedtree.decoding.sd import generate_mcsd, generate_sd
 
 __all__ = [
     "DecodeStats",
@@ -12,6 +12,4 @@ __all__ = [
     "SpecConfig",
     "TokenLogprob",
     "generate_ar",
-    "generate_mcsd",
-    "generate_sd",
 ]

@@ -1,14 +1,12 @@
 """Speculative decoding (SD, Leviathan et al. 2023) and multi-candidate SD (MCSD, Yang et al.,
-arXiv 2401.06706) for one request: a branch of the one speculative core
-(`seedtree.decoding.speculative`), decoded alone. SD drafts a chain of gamma tokens per round;
-MCSD a token tree (`SpecConfig.k_config`) scored in ONE target forward with a tree mask."""
+arXiv 2401.06706) draft a chain of gamma tokens per round (SD) or a token tree
+(`SpecConfig.k_config`, MCSD) scored in ONE target forward with a tree mask; both run on the one
+speculative core (`seedtree.decoding.speculative`) through the engine (`engine.generate_sd`).
+Here: whether a request's token tree fits the context."""
 
 from __future__ import annotations
 
-from seedtree.decoding.branch import Branch, Request
-from seedtree.decoding.params import SamplingParams, SpecConfig
-from seedtree.decoding.result import GenerationResult
-from seedtree.decoding.speculative import decode
+from seedtree.decoding.params import SpecConfig
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
 
@@ -20,22 +18,3 @@ def check_tree_fits(pair: ModelPair, prompt_ids: list[int], spec: SpecConfig) ->
             f"per round but the prompt leaves {pair.max_context - len(prompt_ids) - 1} positions "
             f"of the {pair.max_context}-token context: use a smaller k_config"
         )
-
-
-def generate_sd(
-    pair: ModelPair, prompt_ids: list[int], params: SamplingParams, spec: SpecConfig | None = None
-) -> GenerationResult:
-    spec = spec or SpecConfig()
-    branch = Branch(0, pair, Request(prompt_ids, params), spec, (1,) * spec.gamma, "sd")
-    decode([branch])
-    return branch.result()
-
-
-def generate_mcsd(
-    pair: ModelPair, prompt_ids: list[int], params: SamplingParams, spec: SpecConfig | None = None
-) -> GenerationResult:
-    spec = spec or SpecConfig()
-    check_tree_fits(pair, prompt_ids, spec)
-    branch = Branch(0, pair, Request(prompt_ids, params), spec, spec.k_config, "mcsd")
-    decode([branch])
-    return branch.result()

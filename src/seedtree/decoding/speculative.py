@@ -9,9 +9,10 @@
                         feeds the prompt the target has not seen, apart from branches already
                         running), then the accept rule (`tree.walk`) and the commit, per branch
 
-Serial SD is `draft([b]); verify([b])`; SEED's drafter threads call `draft([b])` and its verifier
-`verify([...])`; the step engine calls both on every running branch. A batch that fails is redone
-branch by branch, so only a failing branch fails (`run_isolated`).
+Serial SD is `draft([b]); verify([b])` (the step engine with one request at a time); SEED's
+drafter threads call `draft([b])` and its verifier `verify([...])`; the step engine calls both
+on every running branch. A batch that fails is redone branch by branch, so only a failing
+branch fails (`run_isolated`).
 """
 
 from __future__ import annotations
@@ -232,11 +233,3 @@ def verify(branches: list[Branch]) -> None:
     running = [b for b in branches if b not in new]  # decided before either forward runs
     run_isolated(_verify, new)
     run_isolated(_verify, running)
-
-
-def decode(branches: list[Branch]) -> None:
-    """Rounds until every branch is done: the whole loop of serial SD / MCSD (one branch)."""
-    prefill(branches)
-    while active := [b for b in branches if not b.done]:
-        draft(active)
-        verify(active)

@@ -13,7 +13,14 @@ from seedtree.engine.core import (
     run_off_main_thread,
     sample_seed,
 )
-from seedtree.engine.many import ManyResult, RunStats, generate_many, run_many
+from seedtree.engine.many import (
+    ManyResult,
+    RunStats,
+    generate_many,
+    generate_mcsd,
+    generate_sd,
+    run_many,
+)
 from seedtree.engine.methods import METHODS, REGISTRY, Method, get_method
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.engine.step import RequestOutput, StepEngine
@@ -23,6 +30,8 @@ __all__ = [
     "LLMEngine",
     "QueueFull",
     "ShuttingDown",
+    "generate_mcsd",
+    "generate_sd",
     "run_many",
     "run_off_main_thread",
     "sample_seed",

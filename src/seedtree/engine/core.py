@@ -152,12 +152,15 @@ class LLMEngine:
         max_queued: int | None = None,
         costs: CostModel | None = None,
         scheduler: SchedulerConfig | None = None,
+        admit_window_s: float = ADMIT_WINDOW_S,
     ) -> None:
         """`prefix_cache`: an earlier engine's (an `LLM` that switches methods keeps its KV),
         else a new one of `cache_mb`. `max_queued`: requests waiting beyond the running ones
         (None: no limit; `submit_jobs` raises `QueueFull` past it). `costs`: the cost model
         (None: measured on the engine thread before its first step, for methods that plan).
-        `scheduler`: SEED's paper mode's threads (`scheduling.SchedulerConfig`)."""
+        `scheduler`: SEED's paper mode's threads (`scheduling.SchedulerConfig`).
+        `admit_window_s`: how long an idle engine woken by a request waits for the requests
+        sent with it (0 for a one-off engine that is handed all its requests at once)."""
         self.pair = pair
         self.method = method if isinstance(method, Method) else get_method(method)
         self.spec = spec or SpecConfig()
@@ -165,7 +168,7 @@ class LLMEngine:
         self.lookup = LookupIndex() if self.spec.lookup else None
         self.chat_template = has_chat_template(pair)
         self.costs = costs
-        self.scheduler = scheduler
+        self.scheduler, self.admit_window_s = scheduler, admit_window_s
         self.max_running = max_running
         self.step_engine = self._new_step_engine() if self._stepped else None
         running = self.step_engine.max_running if self.step_engine else 1
@@ -173,6 +176,8 @@ class LLMEngine:
         self._cond = threading.Condition()
         self._inbox: list[Job] = []
         self._aborts: list[Hashable] = []
+        self._seed_branches: dict[Hashable, int] = {}  # SEED's paper mode: requests in flight
+        self._seed_cancelled: set[int] = set()
         self._reads: list[tuple[list[tuple[list[int], int]], Future]] = []  # `tail_logprobs`
         self._sinks: dict[Hashable, Sink] = {}  # engine thread only
         self._pending = 0  # requests submitted and not finished (under the lock)
@@ -252,6 +257,8 @@ class LLMEngine:
     def abort(self, request_id: Hashable) -> None:
         """The request leaves at the next step (finish_reason "cancelled"); its KV is freed."""
         with self._cond:
+            if request_id in self._seed_branches:  # SEED's runner polls this set
+                self._seed_cancelled.add(self._seed_branches[request_id])
             self._aborts.append(request_id)
             self._cond.notify()
 
@@ -289,18 +296,25 @@ class LLMEngine:
         trace = Trace(method=self.method.name)
         ids = [self.new_id() for _ in requests]
         futures = [Future() for _ in requests]
+        poll = None if cancelled is None else 0.05  # the set may grow from another thread
+        cancelled = cancelled if cancelled is not None else set()
+        aborted = {i for i in set(cancelled) if 0 <= i < len(requests)}
+        for i in aborted:  # cancelled before it starts: nothing to decode
+            stats = DecodeStats(method=self.method.name, prompt_tokens=len(requests[i].prompt_ids))
+            futures[i].set_result(GenerationResult([], "", "cancelled", stats))
         jobs = [
-            Job(rid, r.prompt_ids, r.params, _future_sink(f), trace, i)
-            for i, (rid, r, f) in enumerate(zip(ids, requests, futures, strict=True))
+            Job(ids[i], r.prompt_ids, r.params, _future_sink(futures[i]), trace, i)
+            for i, r in enumerate(requests)
+            if i not in aborted
         ]
-        self.submit_jobs(jobs)
-        aborted: set[int] = set()
+        if jobs:
+            self.submit_jobs(jobs)
         while not all(f.done() for f in futures):
-            for i in sorted((cancelled or set()) - aborted):
+            for i in sorted(set(cancelled) - aborted):
                 if 0 <= i < len(ids):
                     self.abort(ids[i])
                 aborted.add(i)
-            _wait_any(futures, 0.05 if cancelled is not None else None)
+            _wait_any(futures, poll)
         return [f.result() for f in futures], trace
 
     def stop_admitting(self) -> None:
@@ -337,7 +351,7 @@ class LLMEngine:
                 ):
                     self._cond.wait()
                 if idle and self._inbox and not self._stopping:  # the requests sent with it
-                    deadline = time.monotonic() + ADMIT_WINDOW_S
+                    deadline = time.monotonic() + self.admit_window_s
                     while (left := deadline - time.monotonic()) > 0 and not self._stopping:
                         self._cond.wait(timeout=left)
                 jobs, self._inbox = self._inbox, []
@@ -467,12 +481,18 @@ class LLMEngine:
             for b in branches:
                 b.attach_lookup(self.lookup)
         trace = jobs[0].trace or Trace(method=self.method.name)
+        with self._cond:
+            self._seed_branches = {job.request_id: i for i, job in enumerate(jobs)}
+            self._seed_cancelled = set()
         try:
-            run_seed(branches, trace, self.scheduler, set())
+            run_seed(branches, trace, self.scheduler, self._seed_cancelled)
         except Exception as exc:  # the runner itself failed: every request gets the error
             for job in jobs:
                 self._refuse(job, exc)
             return
+        finally:
+            with self._cond:
+                self._seed_branches = {}
         for job, b in zip(jobs, branches, strict=True):
             self._finish(job, b.result())
 

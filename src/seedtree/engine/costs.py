@@ -20,14 +20,14 @@ from seedtree.decoding.batch import RaggedBatch
 from seedtree.decoding.kv import KVSequence
 from seedtree.models.loader import ModelPair
 
-CONTEXT = 128  # cached tokens per synthetic row
+CONTEXT = 128  # cached tokens per synthetic row (at most half the model's context)
 REPS = 2
 
 
-def _rows(model, vocab_size: int, n: int) -> list[KVSequence]:
-    """n rows holding the same CONTEXT-token prefix (one prefill, then KV copies)."""
+def _rows(model, vocab_size: int, n: int, context: int) -> list[KVSequence]:
+    """n rows holding the same `context`-token prefix (one prefill, then KV copies)."""
     first = KVSequence(model, vocab_size)
-    first.forward([i % vocab_size for i in range(CONTEXT)])
+    first.forward([i % vocab_size for i in range(context)])
     rows = [first]
     for _ in range(n - 1):
         rows.append(KVSequence(model, vocab_size))
@@ -64,13 +64,14 @@ def measure(pair: ModelPair) -> CostModel:
 
 
 def _measure(pair: ModelPair) -> CostModel:
-    rows = _rows(pair.target, pair.vocab_size, 6)
+    context = min(CONTEXT, pair.max_context // 2)
+    rows = _rows(pair.target, pair.vocab_size, 6, context)
     t21, t28, t61 = _seconds(rows[:2], 1), _seconds(rows[:2], 8), _seconds(rows, 1)
     b = max(0.0, (t28 - t21) / 14)  # 14 row-tokens more
-    e = max(0.0, ((t61 - t21) / 4 - b) / CONTEXT)  # 4 rows more
-    a = max(1e-6, t21 - 2 * b - 2 * e * CONTEXT)
+    e = max(0.0, ((t61 - t21) / 4 - b) / context)  # 4 rows more
+    a = max(1e-6, t21 - 2 * b - 2 * e * context)
     del rows
-    drafts = _rows(pair.draft, pair.vocab_size, 6)
+    drafts = _rows(pair.draft, pair.vocab_size, 6, context)
     d2, d6 = _seconds(drafts[:2], 1), _seconds(drafts, 1)
     d1 = max(0.0, (d6 - d2) / 4)
     return CostModel(a=a, b=b, e=e, d0=max(0.0, d2 - 2 * d1), d1=d1)

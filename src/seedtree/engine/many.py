@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from seedtree.decoding.branch import Request
-from seedtree.decoding.params import SpecConfig
+from seedtree.decoding.params import SamplingParams, SpecConfig
 from seedtree.decoding.result import GenerationResult
 from seedtree.engine.core import LLMEngine
 from seedtree.engine.methods import get_method
@@ -67,11 +67,27 @@ def generate_many(
         raise SeedtreeError("no requests: pass at least one prompt")
     for r in requests:
         check_prompt(pair, r.prompt_ids)
-    engine = LLMEngine(pair, method, spec, prefix_cache=prefix_cache, scheduler=scheduler)
+    engine = LLMEngine(
+        pair, method, spec, prefix_cache=prefix_cache, scheduler=scheduler, admit_window_s=0.0
+    )
     try:
         return run_many(engine, requests, cancelled)
     finally:
         engine.close()
+
+
+def generate_sd(
+    pair: ModelPair, prompt_ids: list[int], params: SamplingParams, spec: SpecConfig | None = None
+) -> GenerationResult:
+    """Speculative decoding of one request: the engine with `sd` (one request at a time)."""
+    return generate_many(pair, [Request(prompt_ids, params)], "sd", spec).results[0]
+
+
+def generate_mcsd(
+    pair: ModelPair, prompt_ids: list[int], params: SamplingParams, spec: SpecConfig | None = None
+) -> GenerationResult:
+    """Multi-candidate SD of one request (token trees): the engine with `mcsd`."""
+    return generate_many(pair, [Request(prompt_ids, params)], "mcsd", spec).results[0]
 
 
 def run_many(

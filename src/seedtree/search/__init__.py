@@ -60,10 +60,16 @@ def solve(
     if isinstance(models, ModelPair):
         one_off = LLMEngine(models, engine_config.method, spec)
         try:
-            return solve(one_off, task, example, search, engine_config, None, progress, stop=stop)
+            run = Engine(one_off, engine_config, progress, None, stop)
+            return _build(task, example, search, run)
         finally:
             one_off.close()
-    run = Engine(models, engine_config, progress, endpoint, stop)
+    return _build(task, example, search, Engine(models, engine_config, progress, endpoint, stop))
+
+
+def _build(task: Task, example: Any, search: SearchConfig, run: Engine) -> Tree:
+    """The tree of `example` by `search.algorithm`, every call through `run`, scored."""
+    engine_config = run.config
     depth = search.depth or task.depth(example)
     config = {"search": asdict(search) | {"depth": depth}, "engine": asdict(engine_config)}
     if run.endpoint is not None:
