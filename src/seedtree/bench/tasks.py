@@ -249,8 +249,8 @@ def parse_variant(name: str, spec: SpecConfig) -> tuple[str, SpecConfig]:
             spec = replace(spec, tree_mass=float(extra[4:]))  # SpecConfig checks the range
         else:
             raise SeedtreeError(
-                f"bad method '{name}': write METHOD, METHOD+lookupL, METHOD+nodedup, "
-                "METHOD+massM or METHOD+fixed, e.g. seed-batched+lookup8 or mcsd-batched+mass0.8"
+                f"bad method '{name}': write METHOD, METHOD+lookupL, METHOD+fixed, "
+                "METHOD+nodedup or METHOD+massM, e.g. seed-batched+lookup8 or mcsd-batched+mass0.8"
             )
     return method, spec
 

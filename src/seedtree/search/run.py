@@ -10,6 +10,7 @@ import itertools
 import statistics
 import threading
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,21 +178,23 @@ def run_in_folder(
     )
     owned = isinstance(models, ModelPair)
     llm = LLMEngine(models, engine.method, spec) if owned else models
-    trees = Trees(llm, task, search, engine, endpoint, concurrency)
+    trees, interrupted = Trees(llm, task, search, engine, endpoint, concurrency), False
     try:
-        for example, tree in trees.solve(todo):
-            folder.append(record_of(tree, example.index))
-            if on_tree is not None:
-                on_tree(tree)
-            bar.set_postfix(
-                correct=sum(r["correct"] for r in folder.records), seen=len(folder.records)
-            )
-            bar.update()
+        with closing(trees.solve(todo)) as finished:  # closed: the trees in flight stop
+            for example, tree in finished:
+                folder.append(record_of(tree, example.index))
+                if on_tree is not None:
+                    on_tree(tree)
+                correct = sum(r["correct"] for r in folder.records)
+                bar.set_postfix(correct=correct, seen=len(folder.records))
+                bar.update()
+    except KeyboardInterrupt:  # Ctrl-C here, or in a tree (its thread hands it on)
+        interrupted = True
     finally:
         bar.close()
         if owned:
             llm.close()
-    summary = summarize(task.name, method, folder.records, trees.interrupted)
+    summary = summarize(task.name, method, folder.records, interrupted)
     folder.write_summary(summary.__dict__)
     return summary
 
@@ -199,14 +202,13 @@ def run_in_folder(
 class Trees:
     """Up to `concurrency` trees at a time on one engine (each in a thread of its own; their
     requests join the engine's running batch as they come), yielded as each finishes; the next
-    problem starts at once. Ctrl-C: the trees in flight are stopped (their requests aborted) and
-    dropped, what finished is kept (`interrupted`)."""
+    problem starts at once. Closing the generator, or an exception (Ctrl-C) while it waits,
+    stops the trees in flight (their requests aborted); what finished was yielded."""
 
     def __init__(self, llm, task, search, engine, endpoint, concurrency: int) -> None:
         self.llm, self.task, self.search, self.engine = llm, task, search, engine
         self.endpoint, self.concurrency = endpoint, concurrency
         self.stop = threading.Event()
-        self.interrupted = False
 
     def _solve(self, example):
         return solve(
@@ -230,10 +232,7 @@ class Trees:
                         if nxt is not None:
                             running[pool.submit(self._solve, nxt)] = nxt
                         yield example, tree
-            except KeyboardInterrupt:
-                self.interrupted = True
-                self._stop(running)
-            except BaseException:
+            except BaseException:  # Ctrl-C, an error, or the consumer closing the generator
                 self._stop(running)
                 raise
 
