@@ -181,6 +181,33 @@ def test_run_dataset_on_the_endpoint(llm, server, tmp_path):
     assert settings["model"] == MODEL and settings["chat"] is False
 
 
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_p_trees_at_once_on_the_endpoint_give_the_records_of_one_at_a_time(
+    llm, server, tmp_path, temperature
+):
+    """`run --backend openai --concurrency 3`: three trees' requests in flight on the server at
+    once; every record equals the one-at-a-time run's (and the in-process tree at T=0)."""
+    task, examples = get_task("gsm8k"), get_task("gsm8k").load()[:4]
+    search = SearchConfig(k=2, b=1, depth=2)
+    engine = EngineConfig(max_new_tokens=6, temperature=temperature, seed=2)
+    endpoint = Endpoint(server.url, MODEL)
+    for p in (1, 3):
+        run_dataset(
+            None, task, examples, tmp_path / str(p), search, engine, progress=False,
+            endpoint=endpoint, concurrency=p,
+        )  # fmt: skip
+    one, three = (read_results(tmp_path / str(p) / "results.jsonl") for p in (1, 3))
+    by_id = {r["id"]: r["signature"] for r in one}
+    assert len(three) == 4 and {r["id"]: r["signature"] for r in three} == by_id
+    if temperature == 0:  # the server samples its own way at T > 0 (search.remote)
+        local = run_dataset(
+            llm.models, task, examples, tmp_path / "local", search, engine, progress=False
+        )
+        assert local.examples == 4
+        here = read_results(tmp_path / "local" / "results.jsonl")
+        assert {r["id"]: r["signature"] for r in here} == by_id
+
+
 def test_endpoint_checks_its_fields():
     with pytest.raises(Exception, match="not an http"):
         Endpoint("127.0.0.1:8000", MODEL)

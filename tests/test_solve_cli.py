@@ -51,7 +51,7 @@ def test_run_appends_records_and_resumes(folders, tmp_path, capsys):
     code, out, err = run(capsys, [*argv, "--method", "seed-batched", "--depth", "1"])
     assert code == 0, err
     records = read_results(tmp_path / "results.jsonl")
-    # appended as each tree finishes: up to --concurrency (default 4) trees are in flight
+    # appended as each tree finishes: up to --concurrency (default 8) trees are in flight
     assert sorted(r["index"] for r in records) == [0, 1]
     assert "0/2 correct" in out or "1/2 correct" in out or "2/2 correct" in out
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -20,8 +20,11 @@ import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from seedtree.bench.agreement import agreement
 from seedtree.bench.tasks import load_examples, machine, parse_variant
 from seedtree.decoding import SpecConfig
+from seedtree.engine import run_off_main_thread
+from seedtree.engine.methods import scoring_of
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM
 from seedtree.progress import progress_bar
@@ -56,8 +59,9 @@ class RunBenchConfig:
         check_int("repeat", self.repeat, 1)
 
 
-def _run(llm: LLM, cfg: RunBenchConfig, task, examples, name: str, variant, p: int, bar) -> dict:
-    """The slice with `name` at concurrency p: its wall time and records' signatures."""
+def _run(llm: LLM, cfg: RunBenchConfig, task, examples, name: str, variant, p: int, bar):
+    """The slice with `name` at concurrency p: its wall time and records' signatures (a dict),
+    and its trees in the slice's order."""
     method, spec = variant
     engine = llm.engine(method, spec)
     engine.prefix_cache.clear()  # no KV from another run
@@ -79,7 +83,7 @@ def _run(llm: LLM, cfg: RunBenchConfig, task, examples, name: str, variant, p: i
         "draft_per_round": sum(c.drafted for c in calls) / rounds if rounds else 0.0,
         "accepted": sum(c.accepted for c in calls),
         "signatures": {i: t.signature() for i, t in trees.items()},
-    }
+    }, [trees[str(e.id)] for e in examples]
 
 
 def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dict:
@@ -107,11 +111,13 @@ def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dic
     for i in range(cfg.repeat):
         order = cfg.methods[i % n :] + cfg.methods[: i % n]
         runs: dict[str, dict[str, dict]] = {}
+        trees: dict[tuple[int, str], list] = {}
         for p in cfg.concurrency:
             for name in order:
-                runs.setdefault(str(p), {})[name] = _run(
+                runs.setdefault(str(p), {})[name], trees[p, name] = _run(
                     llm, cfg, task, examples, name, variants[name], p, bar
                 )
+        _diagnose(llm, cfg, variants, runs, trees)
         report["passes"].append({"order": list(order), "runs": runs})
         _summarize(report, cfg)
         if out is not None:
@@ -121,6 +127,29 @@ def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dic
     if out is not None:
         save_report(report, out)
     return report
+
+
+def _diagnose(llm: LLM, cfg: RunBenchConfig, variants: dict, runs: dict, trees: dict) -> None:
+    """Where a record differs from the same method's at the first P, or from the first method's
+    at the same P: the first differing token of each tree, labelled a tie of the target's scores
+    (bf16 batch noise) or a DEFECT (`bench.agreement`); on a short-lived thread, so the engine's
+    stays the process's one torch thread."""
+    first, base = cfg.methods[0], cfg.concurrency[0]
+    for (p, name), theirs in trees.items():
+        for key, reference in (
+            ("vs_first_p", trees[base, name]),
+            ("vs_first_method", trees[p, first]),
+        ):
+            if reference is theirs:
+                continue
+            method, spec = variants[name]
+            scoring = scoring_of(method, spec.gamma, spec.k_config)
+            found = run_off_main_thread(
+                lambda r=reference, t=theirs, n=name, s=scoring: agreement(
+                    llm.models, n, [(r, t)], s
+                )
+            )
+            runs[str(p)][name][key] = found.to_dict(llm.tokenizer)
 
 
 def _summarize(report: dict, cfg: RunBenchConfig) -> None:
@@ -146,6 +175,9 @@ def _summarize(report: dict, cfg: RunBenchConfig) -> None:
             )
             row["records_equal_p1"] = _same(report, name, base, name, p)
             row["records_equal_first_method"] = _same(report, first, p, name, p)
+            last = report["passes"][-1]["runs"][p][name]
+            row["vs_p1_label"] = last.get("vs_first_p", {}).get("label", "yes")
+            row["vs_first_method_label"] = last.get("vs_first_method", {}).get("label", "yes")
             summary[p][name] = row
     report["summary"] = summary
 
@@ -187,8 +219,8 @@ def markdown_table(report: dict) -> str:
         "",
         "| P | method | problems/hour | wall s | draft/round | correct | "
         + " | ".join(f"vs {m}" for m in methods)
-        + " | records = P1 | records = first |",
-        "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|",
+        + " | records = P1 | records = first | where they differ (vs P1; vs first) |",
+        "|---|---|---|---|---|---|" + "---|" * len(methods) + "---|---|---|",
     ]
     for p, rows in report.get("summary", {}).items():
         for name, r in rows.items():
@@ -196,7 +228,8 @@ def markdown_table(report: dict) -> str:
             lines.append(
                 f"| {p} | {name} | {r['problems_per_hour']:.1f} | {r['wall_s']:.1f} | "
                 f"{r['draft_per_round']:.2f} | {r['correct']} | {ratios} | "
-                f"{r['records_equal_p1']} | {r['records_equal_first_method']} |"
+                f"{r['records_equal_p1']} | {r['records_equal_first_method']} | "
+                f"{r.get('vs_p1_label', '-')}; {r.get('vs_first_method_label', '-')} |"
             )
     orders = "; ".join(" ".join(p["order"]) for p in report["passes"])
     lines += ["", f"Method order per pass: {orders}."]

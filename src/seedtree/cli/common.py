@@ -38,7 +38,7 @@ def exit_on_interrupt():
 with exit_on_interrupt():  # torch and transformers load here
     from seedtree.engine import METHODS, REGISTRY  # noqa: F401 (METHODS: parser, bench-many)
 
-DEFAULT_CONCURRENCY = 4  # `run --concurrency`: BENCHMARKS.md, "Many trees at once"
+DEFAULT_CONCURRENCY = 8  # `run --concurrency`: the best P measured (BENCHMARKS.md section 7)
 STEP_METHODS = [m.name for m in REGISTRY.values() if m.schedule in ("serial", "batched")]
 
 
