@@ -117,11 +117,13 @@ def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dic
                 runs.setdefault(str(p), {})[name], trees[p, name] = _run(
                     llm, cfg, task, examples, name, variants[name], p, bar
                 )
-        _diagnose(llm, cfg, variants, runs, trees)
         report["passes"].append({"order": list(order), "runs": runs})
-        _summarize(report, cfg)
-        if out is not None:
-            save_report(report, out)
+        for diagnosed in (False, True):  # the timings are saved before the (slow) diagnosis
+            if diagnosed:
+                _diagnose(llm, cfg, variants, runs, trees)
+            _summarize(report, cfg)
+            if out is not None:
+                save_report(report, out)
     bar.close()
     report["complete"] = True
     if out is not None:
