@@ -121,6 +121,9 @@ def run_run_bench(llm: LLM, cfg: RunBenchConfig, out: Path | None = None) -> dic
         for diagnosed in (False, True):  # the timings are saved before the (slow) diagnosis
             if diagnosed:
                 _diagnose(llm, cfg, variants, runs, trees)
+                for rows in runs.values():
+                    for run in rows.values():
+                        run["diagnosed"] = True
             _summarize(report, cfg)
             if out is not None:
                 save_report(report, out)
@@ -178,10 +181,18 @@ def _summarize(report: dict, cfg: RunBenchConfig) -> None:
             row["records_equal_p1"] = _same(report, name, base, name, p)
             row["records_equal_first_method"] = _same(report, first, p, name, p)
             last = report["passes"][-1]["runs"][p][name]
-            row["vs_p1_label"] = last.get("vs_first_p", {}).get("label", "yes")
-            row["vs_first_method_label"] = last.get("vs_first_method", {}).get("label", "yes")
+            row["vs_p1_label"] = _label(last, "vs_first_p")
+            row["vs_first_method_label"] = _label(last, "vs_first_method")
             summary[p][name] = row
     report["summary"] = summary
+
+
+def _label(run: dict, key: str) -> str:
+    """The diagnosis's label ("yes", "tie (...)", "DEFECT (...)"), "-" for the reference run
+    itself, "not diagnosed yet" before the diagnosis has run."""
+    if key in run:
+        return run[key]["label"]
+    return "-" if run.get("diagnosed") else "not diagnosed yet"
 
 
 def _same(report: dict, a: str, pa: str, b: str, pb: str) -> str:
