@@ -38,7 +38,8 @@ def test_bench_run_times_each_p_and_every_record_is_the_same(tmp_path, temperatu
             assert row["records_equal_p1"] == "3/3", (p, name)
             assert row["records_equal_first_method"] == "3/3", (p, name)
             assert row[f"vs_{name}"] == 1.0
-            assert {row["vs_p1_label"], row["vs_first_method_label"]} <= {"yes", "-"}  # no divergence
+            labels = {row["vs_p1_label"], row["vs_first_method_label"]}
+            assert labels <= {"yes", "-"}  # no divergence, or the run compared with itself
     table = (tmp_path / "bench_run_gsm8k.md").read_text()
     assert "| 3 | seed-batched |" in table and (tmp_path / "bench_run_gsm8k.png").exists()
 
