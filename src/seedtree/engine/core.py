@@ -26,7 +26,7 @@ import itertools
 import threading
 import time
 from collections.abc import Callable, Hashable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -128,7 +128,7 @@ class _Traces(Trace):
         calls: dict[int, tuple[Trace, list[int]]] = {}
         for k, b in enumerate(branches):
             if b in self.routes:
-                trace, local = self.routes[b]
+                trace = self.routes[b][0]
                 calls.setdefault(id(trace), (trace, []))[1].append(k)
         for trace, ks in calls.values():
             shift = self.t0 - trace.t0
@@ -527,6 +527,4 @@ def _future_sink(future: Future) -> Sink:
 
 
 def _wait_any(futures: list[Future], timeout: float | None) -> None:
-    from concurrent.futures import FIRST_COMPLETED, wait
-
     wait([f for f in futures if not f.done()], timeout=timeout, return_when=FIRST_COMPLETED)
