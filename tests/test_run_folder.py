@@ -39,12 +39,13 @@ def test_partial_last_record_is_dropped_reported_and_redone(folders, tmp_path, c
     whole = results.read_bytes()
     first_two = b"".join(line + b"\n" for line in lines_of(results)[:2])
     results.write_bytes(first_two + whole.split(b"\n")[2][:37])  # killed mid-write of record 3
-    assert [r["index"] for r in read_results(results)] == [0, 1]
+    kept = [r["index"] for r in read_results(results)]  # finish order: P=8 trees at a time
+    assert len(kept) == 2 and set(kept) < {0, 1, 2}
     code, out, err = run(capsys, run_argv(folders, tmp_path, "--limit", "3", "--resume"))
     assert code == 0, err
     assert "dropped a partial last record (37 bytes" in err and "runs again" in err
     records = read_results(results)
-    assert [r["index"] for r in records] == [0, 1, 2]
+    assert [r["index"] for r in records] == [*kept, ({0, 1, 2} - set(kept)).pop()]
     assert results.read_bytes().endswith(b"\n") and len(lines_of(results)) == 4  # 3 + ""
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["examples"] == 3 and summary["ids"] == [r["id"] for r in records]
@@ -57,7 +58,8 @@ def test_complete_last_record_without_newline_is_kept(folders, tmp_path, capsys)
     results.write_bytes(results.read_bytes().rstrip(b"\n"))
     code, _, err = run(capsys, run_argv(folders, tmp_path, "--limit", "3", "--resume"))
     assert code == 0 and "dropped" not in err, err
-    assert [r["index"] for r in read_results(results)] == [0, 1, 2]
+    indices = [r["index"] for r in read_results(results)]
+    assert sorted(indices[:2]) == [0, 1] and indices[2] == 2  # records in finish order
     assert all(json.loads(line) for line in lines_of(results)[:3])  # nothing glued together
 
 
