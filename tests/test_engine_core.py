@@ -16,7 +16,15 @@ from conftest import save_pair_folders
 
 from seedtree.decoding import SamplingParams, SpecConfig
 from seedtree.decoding.adaptive import CostModel, plan_depths
-from seedtree.engine import Job, LLMEngine, Request, generate_many, sample_seed
+from seedtree.engine import (
+    Job,
+    LLMEngine,
+    PrefixCache,
+    Request,
+    StepEngine,
+    generate_many,
+    sample_seed,
+)
 from seedtree.engine.core import _future_sink
 from seedtree.models.tiny import tiny_pair
 from seedtree.search import EngineConfig, SearchConfig
@@ -240,6 +248,42 @@ def test_speculation_fades_as_the_batch_fills():
 def test_the_likeliest_branches_draft_first():
     plan = plan_depths([0.1, 0.9, 0.5], (1,) * 4, CostModel(0.1, 0.0, 0.0, 0.02, 0.005), 10)
     assert plan[1] >= plan[2] > plan[0] == 0  # the unlikely one's draft rows would not pay
+
+
+def test_a_draft_that_must_catch_up_drafts_after_those_that_need_not():
+    costs = CostModel(0.1, 0.0, 0.0, 0.02, 0.005)
+    alphas, remaining = [0.8, 0.9, 0.8], [40, 40, 40]
+    plan = plan_depths(alphas, (1,) * 4, costs, 10, [0, 400, 0], remaining)
+    assert plan[0] == plan[2] > 0 and plan[1] == 0  # its catch-up would cost more than it saves
+    plan = plan_depths(alphas, (1,) * 4, costs, 10, [0, 4, 0], remaining)
+    assert plan[1] == plan[0] > 0  # a short catch-up, shared over 40 tokens, pays
+    assert plan_depths(alphas, (1,) * 4, costs, 10, [0, 400, 0], [4000] * 3)[1] > 0
+
+
+def test_a_full_batch_skips_the_draft_prefill_and_catches_up_when_it_empties(long_pair):
+    """The plan drafts nothing for a full batch: its prompts skip q's prefill. When the batch
+    has emptied to the one long request, its draft catches up and drafts; every output equals
+    ar's, and the prompt q read while catching up goes into the prefix cache."""
+    costs = CostModel(a=0.01, b=0.004, e=0.0, d0=0.002, d1=0.0)
+    short = SamplingParams(max_new_tokens=2, ignore_eos=True)
+    long = SamplingParams(max_new_tokens=30, ignore_eos=True)
+    prompts = [[3 + i % 12, 4 + i // 12, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14] for i in range(24)]
+    params = [short] * 23 + [long]
+    requests = [Request(p, sp) for p, sp in zip(prompts, params, strict=True)]
+    ar = generate_many(long_pair, requests, "ar").results
+    cache = PrefixCache()
+    engine = StepEngine(long_pair, "seed-batched", SpecConfig(gamma=4), cache, costs=costs)
+    for i, r in enumerate(requests):
+        engine.add_request(i, r.prompt_ids, r.params)
+    outputs = engine.step()
+    assert [b.q.length for b in engine.running] == [0] * 24  # no q prefill for a full batch
+    assert cache.trees["q"].leaves() == []
+    results = {o.request_id: o.result for o in outputs if o.finished}
+    while engine.has_unfinished():
+        results |= {o.request_id: o.result for o in engine.step() if o.finished}
+    assert [results[i].token_ids for i in range(24)] == [r.token_ids for r in ar]
+    assert results[23].stats.drafted > 0  # caught up, then drafted
+    assert [leaf.tokens[-1] for leaf in cache.trees["q"].leaves()] == [prompts[23][-2]]
 
 
 def test_the_batch_policy_drafts_less_for_a_full_batch(long_pair):

@@ -97,23 +97,38 @@ def plan_depths(
     widths: tuple[int, ...],  # draft-tree nodes per depth (a chain: 1 each; MCSD: its tree)
     costs: CostModel,
     context: int,
+    lags: list[int] | None = None,  # [branches] tokens each draft must catch up on first
+    remaining: list[int] | None = None,  # [branches] tokens each may still generate
 ) -> list[int]:
     """Each branch's draft depth this round, for the whole batch: the plan with the most
     expected tokens per second of draft steps plus one target forward. Every row of the
     verification is padded to the deepest tree, so the batch shares one depth D; a branch drafts
     D or nothing (its draft rows are what it saves). As the batch fills, the target's cost per
-    row grows and D falls to 0: plain batched decoding. Uses only the branches' past."""
+    row grows and D falls to 0: plain batched decoding. A draft that has fallen behind (a prompt
+    it skipped: `lags`) must first read what it missed, in one catch-up forward for all such
+    branches (d0 + d1 per token); paid once, it serves the branch's remaining rounds, so each
+    round is charged its share: cost / (remaining tokens / tokens per drafting round). Uses
+    only the branches' past."""
     n = len(alphas)
-    order = sorted(range(n), key=lambda i: (-alphas[i], i))  # most likely to pay first
+    lags = lags or [0] * n
+    remaining = remaining or [1] * n
+
+    def rounds(i: int) -> float:  # rounds a catch-up serves
+        return max(1.0, remaining[i] / expected_tokens(alphas[i], 1))
+
+    # most likely to pay first; drafts already caught up before those that must catch up
+    order = sorted(range(n), key=lambda i: (lags[i] > 0, -alphas[i], i))
     best_rate, best = n / costs.target(n, 1, context), (0, 0)  # plain decoding: (depth, rows)
     nodes = 0
     for depth in range(1, len(widths) + 1):
         nodes += widths[depth - 1]
         verify = costs.target(n, 1 + nodes, context)
-        tokens = float(n)
-        for m, i in enumerate(order, 1):  # the m likeliest branches draft `depth`
+        tokens, behind = float(n), 0.0
+        for m, i in enumerate(order, 1):  # the m first branches draft `depth`
             tokens += expected_tokens(alphas[i], depth) - 1
-            rate = tokens / (verify + depth * costs.draft(m))
+            if lags[i]:  # its share of the catch-up; the first one behind pays the forward's d0
+                behind += (costs.d1 * lags[i] + (costs.d0 if behind == 0 else 0.0)) / rounds(i)
+            rate = tokens / (verify + depth * costs.draft(m) + behind)
             if rate > best_rate:
                 best_rate, best = rate, (depth, m)
     depth, m = best

@@ -1,10 +1,13 @@
 """The one speculative core: prefill, draft and verify any set of branches, batched.
 
     prefill(branches)   each prompt (minus its pending token) into the draft's cache, ONE forward
-                        for all; identical prompts are computed once, for both models; the
-                        target sees a branch's own prompt with its first verification
+                        for all (only for branches the batch plan lets draft); identical prompts
+                        are computed once, for both models; the target sees a branch's own
+                        prompt with its first verification
     draft(branches)     q grows each branch's token tree: ONE draft forward per tree level for all
-                        branches (level 0 also feeds what the draft has not seen yet)
+                        branches (level 0 also feeds what the draft has not seen yet; a branch
+                        far behind, e.g. a prompt never prefilled, catches up in a forward of
+                        its own first)
     verify(branches)    ONE target forward over every branch's tree (a branch's first one also
                         feeds the prompt the target has not seen, apart from branches already
                         running), then the accept rule (`tree.walk`) and the commit, per branch
@@ -71,19 +74,22 @@ def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
 
 def prefill(branches: list[Branch], share: bool = True) -> None:
     """Bring the draft's cache up to the prompt minus its pending token (after whatever prefix
-    it already holds, e.g. from the prefix cache). The target's prompt is fed with the branch's
-    first verification (one forward fewer per request: the prompt and the first token tree go
-    together) unless `share` finds other branches with the same prompt and cached state: then
-    both caches are computed once here and the others copy the KV (one state, many thoughts)."""
+    it already holds, e.g. from the prefix cache), for branches that may draft: a branch the
+    engine's batch plan gives depth 0 (`planned_depth == 0`) skips it, and catches up in `draft`
+    if it ever drafts. The target's prompt is fed with the branch's first verification (one
+    forward fewer per request: the prompt and the first token tree go together) unless `share`
+    finds other branches with the same prompt and cached state: then both caches are computed
+    once here and the others copy the KV (one state, many thoughts)."""
     t = time.perf_counter()
     groups: dict[tuple, list[Branch]] = {}
     for b in branches:
         key = (tuple(b.seq.tokens), b.p.length, b.q.length if b.q else -1)
         groups.setdefault(key if share else (id(b),), []).append(b)
-    leaders = [g[0] for g in groups.values()]
     shared = [g[0] for g in groups.values() if len(g) > 1]
     _prefill_model([b.p for b in shared], [b.seq.tokens[b.p.length : -1] for b in shared])
-    drafting = [b for b in leaders if b.q is not None]
+    drafting = [
+        g[0] for g in groups.values() if g[0].q is not None and any(b.planned_depth != 0 for b in g)
+    ]
     _prefill_model([b.q for b in drafting], [b.seq.tokens[b.q.length : -1] for b in drafting])
     for leader, *rest in groups.values():
         for b in rest:  # KV copy: one prompt's caches into another branch
@@ -129,9 +135,10 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
 
 
 def _draft(branches: list[Branch]) -> None:
+    shapes = [b.round_shape() for b in branches]
+    catch_up([b for b, shape in zip(branches, shapes, strict=True) if shape])  # prefill time
     t = time.perf_counter()
     proposals = [b.lookup_proposal() for b in branches]  # free candidates (lookup drafting)
-    shapes = [b.round_shape() for b in branches]
     for b in branches:  # a fresh tree: the root alone where the branch drafts nothing
         b.tree = TokenTree.root(b.seq.tokens[-1])
         b.q_base, b.q_fed = (b.q.length if b.q is not None else 0), 0
@@ -143,6 +150,28 @@ def _draft(branches: list[Branch]) -> None:
     elapsed = time.perf_counter() - t
     for i in rows:
         branches[i].stats.draft_s += elapsed / len(rows)
+
+
+def lag(b: Branch) -> int:
+    """Committed tokens the draft must read before it can draft for b beyond what a round
+    leaves unseen (accepted tokens plus the bonus): a prompt it skipped, or text generated while
+    the batch plan kept it from drafting. 0 for a branch without a draft."""
+    if b.q is None:
+        return 0
+    return max(0, len(b.seq.tokens) - b.q.length - (len(b.shape) + 2))
+
+
+def catch_up(branches: list[Branch]) -> None:
+    """Feed each lagging branch's draft what it has not seen but the pending token, in ONE
+    forward of their own: beside the others, a long row would pad every row of level 0."""
+    behind = [b for b in branches if lag(b)]
+    if not behind:
+        return
+    t = time.perf_counter()
+    _prefill_model([b.q for b in behind], [b.unseen()[:-1] for b in behind])
+    elapsed = time.perf_counter() - t
+    for b in behind:
+        b.stats.prefill_s += elapsed / len(behind)
 
 
 def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:

@@ -9,7 +9,9 @@ One step is one round:
   1) admit waiting requests (up to `max_running`): each takes its longest cached prefix from the
      prefix cache, then the distinct rest of every new prompt is prefilled in ONE draft forward
      (the target sees a prompt of its own with the first verification, in its own forward while
-     other branches run; identical prompts are prefilled once for both models);
+     other branches run; identical prompts are prefilled once for both models); with the batch
+     policy only branches the plan lets draft are prefilled in q (the others catch up if they
+     ever draft);
   2) every running branch drafts its token tree (ONE batched draft forward per draft step; the
      length per branch follows adaptive speculation);
   3) ONE target forward verifies every branch; each branch accepts and commits;
@@ -127,6 +129,9 @@ class StepEngine:
         # (branch, prompt minus its pending token) admitted this step whose target KV goes into
         # the prefix cache after the first verification has computed it
         self.unseen_prompts: list[tuple[Branch, list[int]]] = []
+        # the same for the draft: prompts admitted without a q prefill (the batch plan drafted
+        # nothing for them), cached once a catch-up has read them
+        self.undrafted_prompts: list[tuple[Branch, list[int]]] = []
 
     # -- requests -------------------------------------------------------------------------------
     def add_request(self, request_id: Hashable, prompt_ids: list[int], params: SamplingParams):
@@ -239,6 +244,7 @@ class StepEngine:
                 t = self.trace.now()
                 self._plan(active)
                 speculative.draft(active)
+                self._cache_caught_up()
                 drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
                 if drafting:
                     self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
@@ -272,7 +278,9 @@ class StepEngine:
             return
         context = max(b.p.length for b in active)
         alphas = [b.acceptance.alpha for b in active]
-        depths = plan_depths(alphas, self.widths, self.costs, context)
+        lags = [speculative.lag(b) for b in active]
+        remaining = [b.seq.remaining for b in active]
+        depths = plan_depths(alphas, self.widths, self.costs, context, lags, remaining)
         for b, depth in zip(active, depths, strict=True):
             b.planned_depth = depth
 
@@ -287,17 +295,32 @@ class StepEngine:
         for b in new:
             if self.cache is not None:
                 b.stats.cached_tokens = self.cache.match(b.seq.tokens[:-1], b.p, b.q)
+        if self.shape:  # which new branches draft next round: those get q's prefill
+            self._plan([b for b in self.running if not b.done] + new)
         share = self.method.share_prefill
         speculative.run_isolated(lambda bs: speculative.prefill(bs, share), new)
         if self.cache is not None:
             for b in new:
                 if not b.done:
                     ids, unread = b.seq.tokens[:-1], b.unread_prompt()
-                    self.cache.insert(ids, None if unread else b.p, b.q)
+                    read = b.q is not None and b.q.length >= len(ids)
+                    self.cache.insert(ids, None if unread else b.p, b.q if read else None)
                     if unread:  # the first verification feeds p the rest
                         self.unseen_prompts.append((b, ids))
+                    if b.q is not None and not read:  # a catch-up feeds q the rest
+                        self.undrafted_prompts.append((b, ids))
         self.trace.add("prefill", [b.index for b in new], t, self.trace.now())
         self.running.extend(new)
+
+    def _cache_caught_up(self) -> None:
+        """Prompts a draft has read by catching up go into the prefix cache (q's tree)."""
+        waiting = []
+        for b, ids in self.undrafted_prompts:
+            if b.q.length >= len(ids) and not b.done:
+                self.cache.insert(ids, None, b.q)
+            elif not b.done:
+                waiting.append((b, ids))
+        self.undrafted_prompts = waiting
 
     # -- outputs --------------------------------------------------------------------------------
     def _free(self, b: Branch) -> None:
