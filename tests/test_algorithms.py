@@ -5,6 +5,7 @@ target's logits; bench-search end to end; bad options are one-line errors."""
 
 import json
 import math
+from dataclasses import replace
 from fractions import Fraction
 
 import pytest
@@ -324,13 +325,27 @@ def test_bench_search_end_to_end(long_pair, tmp_path, capsys):
         search=SearchConfig(k=2, depth=2),
         engine=EngineConfig(method="seed-batched", max_new_tokens=6),
         dtype="float64",
+        concurrency=2,
     )
     llm = LLM(models=long_pair)
     try:
         report = run_search_bench(llm, cfg, tmp_path)
+        one = replace(
+            cfg, budgets=("mcts:iterations=2,k=2", "bfs:evaluation=logprob"), concurrency=1
+        )
+        alone = run_search_bench(llm, one, tmp_path / "one")
     finally:
         llm.close()
+    # two trees at a time answer as one at a time
+    assert alone["rows"][0]["per_problem"] == [
+        {**p, "wall_s": q["wall_s"]}
+        for p, q in zip(
+            report["rows"][3]["per_problem"], alone["rows"][0]["per_problem"], strict=True
+        )
+    ]
+    assert alone["rows"][1]["search"]["evaluation"] == "logprob"
     saved = json.loads((tmp_path / "bench_search_game24.json").read_text())
+    ids = [str(e.id) for e in get_task("game24").load()[:2]]
     assert saved == json.loads(json.dumps(report))
     assert [r["budget"] for r in saved["rows"]] == list(cfg.budgets)
     for row in saved["rows"]:
@@ -338,6 +353,8 @@ def test_bench_search_end_to_end(long_pair, tmp_path, capsys):
         assert 0 <= row["ci_low"] <= row["accuracy"] <= row["ci_high"] <= 1
         assert row["mean_wall_s"] > 0 and row["mean_new_tokens"] > 0
         assert row["correct_per_hour"] == pytest.approx(row["correct"] / row["total_wall_s"] * 3600)
+        assert row["mean_wall_s"] == pytest.approx(row["total_wall_s"] / 2)
+        assert [p["id"] for p in row["per_problem"]] == ids  # in problem order
     assert saved["rows"][3]["search"]["iterations"] == 2
     table = (tmp_path / "bench_search_game24.md").read_text()
     assert "| mcts:iterations=2,k=2 |" in table and "correct / hour" in table

@@ -76,6 +76,7 @@ class FakeRay:
         self.load_error, self.load_dies = load_error, load_dies
         self.actors: list[Actor] = []
         self.solved: list[tuple[int, str]] = []  # (actor, problem id) of each finished call
+        self.most = 0  # calls in flight at most
 
     def remote(self, cls) -> ActorClass:
         return ActorClass(self)
@@ -84,6 +85,7 @@ class FakeRay:
         return [{"Alive": True, "Resources": {"CPU": 8.0}}]
 
     def wait(self, refs, num_returns=1):
+        self.most = max(self.most, len(refs))
         return refs[:1], refs[1:]
 
     def get(self, ref: Ref):
@@ -111,9 +113,9 @@ class FakeRay:
         return Solved(record | {"wall_s": 0.1, "new_tokens": 3, "unparsed_values": 0})
 
 
-def run(tmp_path, ray, replicas=2, on_record=None):
+def run(tmp_path, ray, replicas=2, on_record=None, trees=1):
     with open_run(tmp_path, {"fake": True}) as folder:
-        config = RayConfig(replicas=replicas)
+        config = RayConfig(replicas=replicas, trees=trees)
         return drive(ray, WORK, config, list(EXAMPLES), folder, False, on_record=on_record)
 
 
@@ -141,6 +143,24 @@ def test_a_lost_replicas_problem_runs_again_on_another(tmp_path):
     assert ids_once(tmp_path) == sorted(str(e.id) for e in EXAMPLES)
     assert not any("error" in r for r in records)
     assert [a for a, key in ray.solved if key == "gsm8k-1"] != [1]  # not on the lost replica
+
+
+def test_a_replica_builds_several_trees_at_a_time(tmp_path):
+    ray = FakeRay()
+    result, _ = run(tmp_path, ray, replicas=1, trees=3)
+    assert ray.most == 3 and result.started == 1  # three problems in flight on one replica
+    assert ids_once(tmp_path) == sorted(str(e.id) for e in EXAMPLES)
+    assert RayConfig(trees=3).actor_options()["max_concurrency"] == 3  # a threaded actor
+    assert "max_concurrency" not in RayConfig().actor_options()
+
+
+def test_a_replica_lost_with_trees_in_flight_is_replaced_once_and_each_runs_again(tmp_path):
+    ray = FakeRay(die_once={"gsm8k-0"})
+    result, _ = run(tmp_path, ray, replicas=1, trees=2)
+    assert result.lost == 1 and result.started == 2  # one loss, one replacement
+    assert result.retried == ["gsm8k-0", "gsm8k-1"]  # both of its problems, once each
+    assert ids_once(tmp_path) == sorted(str(e.id) for e in EXAMPLES)
+    assert {actor for actor, _ in ray.solved} == {1}  # nothing more went to the lost one
 
 
 def test_a_problem_that_kills_every_replica_becomes_an_error_record(tmp_path):

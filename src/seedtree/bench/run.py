@@ -140,21 +140,25 @@ def _diagnose(llm: LLM, cfg: RunBenchConfig, variants: dict, runs: dict, trees: 
     (bf16 batch noise) or a DEFECT (`bench.agreement`); on a short-lived thread, so the engine's
     stays the process's one torch thread."""
     first, base = cfg.methods[0], cfg.concurrency[0]
-    for (p, name), theirs in trees.items():
+    pairs = [
+        (p, name, key, reference, theirs)
+        for (p, name), theirs in trees.items()
         for key, reference in (
             ("vs_first_p", trees[base, name]),
             ("vs_first_method", trees[p, first]),
-        ):
-            if reference is theirs:
-                continue
-            method, spec = variants[name]
-            scoring = scoring_of(method, spec.gamma, spec.k_config)
-            found = run_off_main_thread(
-                lambda r=reference, t=theirs, n=name, s=scoring: agreement(
-                    llm.models, n, [(r, t)], s
-                )
-            )
-            runs[str(p)][name][key] = found.to_dict(llm.tokenizer)
+        )
+        if reference is not theirs
+    ]  # a run against each reference: minutes on a CPU, so it says how far it is
+    bar = progress_bar(total=len(pairs), desc=f"bench-run {cfg.task} diagnosis", unit="run")
+    for p, name, key, reference, theirs in pairs:
+        method, spec = variants[name]
+        scoring = scoring_of(method, spec.gamma, spec.k_config)
+        found = run_off_main_thread(
+            lambda r=reference, t=theirs, n=name, s=scoring: agreement(llm.models, n, [(r, t)], s)
+        )
+        runs[str(p)][name][key] = found.to_dict(llm.tokenizer)
+        bar.update()
+    bar.close()
 
 
 def _summarize(report: dict, cfg: RunBenchConfig) -> None:

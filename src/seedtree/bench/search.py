@@ -5,9 +5,12 @@ plus a plot of accuracy against time per problem: one point per (algorithm, budg
 of one algorithm joined (its frontier).
 
 A budget is written `ALGORITHM[:key=value,...]` over the base `SearchConfig`, e.g. `cot`,
-`cot-sc:k=5`, `bfs:k=3,b=1,depth=3`, `beam:k=3,b=2`, `mcts:iterations=4,k=2`. The JSON report
-is rewritten (atomically) after each finished budget, so a long run loses at most one budget;
-each problem prints one line on stderr as it finishes.
+`cot-sc:k=5`, `bfs:k=3,b=1,depth=3`, `beam:k=3,b=2`, `mcts:iterations=4,k=2`,
+`bfs:evaluation=logprob`. Each budget solves its problems as `seedtree run` does: up to
+`concurrency` trees at a time on one engine; time per problem is the budget's wall time over its
+problems (what a dataset run costs; with concurrency 1, the mean tree time). The JSON report is
+rewritten (atomically) after each finished budget, so a long run loses at most one budget; each
+problem prints one line on stderr as it finishes.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -22,15 +26,13 @@ from seedtree.decoding import SpecConfig
 from seedtree.errors import SeedtreeError
 from seedtree.files import write_atomic
 from seedtree.llm import LLM
-from seedtree.search import EngineConfig, SearchConfig, solve
+from seedtree.search import EngineConfig, SearchConfig
+from seedtree.search.run import MAX_CONCURRENCY, Trees
 from seedtree.tasks import get_task
+from seedtree.validate import check_int
 
 DEFAULT_BUDGETS = ("cot", "cot-sc:k=5", "bfs", "dfs", "beam:b=2", "mcts")
-BUDGET_KEYS = {
-    f.name: f.type
-    for f in fields(SearchConfig)
-    if f.name not in ("algorithm", "generation", "evaluation")
-}
+BUDGET_KEYS = {f.name: f.type for f in fields(SearchConfig) if f.name != "algorithm"}
 Z95 = 1.959963984540054  # the standard normal's 97.5% quantile
 
 
@@ -46,10 +48,12 @@ class SearchBenchConfig:
     dtype: str = "float32"
     draft_dtype: str = "int8"
     data: str | None = None  # a file in the task's format (default: bundled)
+    concurrency: int = 1  # trees at a time on the engine (`seedtree run --concurrency`)
 
     def __post_init__(self) -> None:
         if self.limit < 1 or self.start < 0:
             raise SeedtreeError("--limit must be >= 1 and --start >= 0")
+        check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
         if not self.budgets:
             raise SeedtreeError("--budgets is empty: name at least one algorithm, e.g. cot")
         for budget in self.budgets:
@@ -93,10 +97,11 @@ def wilson(correct: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def summarize(budget: str, search: SearchConfig, problems: list[dict]) -> dict:
+def summarize(budget: str, search: SearchConfig, problems: list[dict], wall: float) -> dict:
+    """`wall`: the budget's wall time, all its problems (P trees at a time: less than the sum
+    of the trees' own times)."""
     n = len(problems)
     correct = sum(p["correct"] for p in problems)
-    wall = sum(p["wall_s"] for p in problems)
     low, high = wilson(correct, n)
     return {
         "budget": budget,
@@ -109,6 +114,7 @@ def summarize(budget: str, search: SearchConfig, problems: list[dict]) -> dict:
         "ci_high": high,
         "mean_wall_s": wall / n if n else 0.0,
         "total_wall_s": wall,
+        "mean_tree_s": sum(p["wall_s"] for p in problems) / n if n else 0.0,
         "mean_new_tokens": sum(p["new_tokens"] for p in problems) / n if n else 0.0,
         "correct_per_hour": correct / wall * 3600 if wall else 0.0,
         "per_problem": problems,
@@ -117,11 +123,12 @@ def summarize(budget: str, search: SearchConfig, problems: list[dict]) -> dict:
 
 def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -> dict:
     """Every budget over the problems, in the order given, on the engine of `llm` (one
-    `seedtree run` per budget: its prefix cache starts empty); writes
+    `seedtree run --concurrency P` per budget: its prefix cache starts empty); writes
     `bench_search_<task>.json` after each budget, then the markdown table and the plot."""
     stream = stream or sys.stderr
     task = get_task(cfg.task)
     examples = task.load(Path(cfg.data) if cfg.data else None)[cfg.start : cfg.start + cfg.limit]
+    ids = [str(e.id) for e in examples]
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"bench_search_{cfg.task}"
     report = {"config": asdict(cfg) | {"budgets": list(cfg.budgets)}, "rows": []}
@@ -129,9 +136,9 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
         search = parse_budget(budget, cfg.search)
         engine = llm.engine(cfg.engine.method, cfg.spec)
         engine.prefix_cache.clear()  # one per budget, as one `seedtree run`
-        problems = []
-        for example in examples:
-            tree = solve(engine, task, example, search, cfg.engine)
+        problems, start = [], time.perf_counter()
+        trees = Trees(engine, task, search, cfg.engine, None, cfg.concurrency)
+        for _, tree in trees.solve(examples):
             problems.append(
                 {
                     "id": tree.example_id,
@@ -150,7 +157,8 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
                 file=stream,
                 flush=True,
             )
-        report["rows"].append(summarize(budget, search, problems))
+        problems.sort(key=lambda p: ids.index(p["id"]))  # finish order -> problem order
+        report["rows"].append(summarize(budget, search, problems, time.perf_counter() - start))
         write_atomic(base.with_suffix(".json"), json.dumps(report, indent=1))
     write_atomic(base.with_suffix(".md"), markdown_table(report))
     plot_frontier(report, base.with_suffix(".png"))
@@ -163,16 +171,19 @@ def markdown_table(report: dict) -> str:
     lines = [
         f"Search benchmark: {cfg['task']}, {cfg['limit']} problems from {cfg['start']}, "
         f"method {engine['method']}, T={engine['temperature']}, seed {engine['seed']}, "
-        f"target {cfg['dtype']}",
+        f"target {cfg['dtype']}, {cfg.get('concurrency', 1)} tree(s) at a time (s / problem: "
+        "the budget's wall time over its problems)",
         "",
-        "| budget | accuracy | 95% CI (Wilson) | s / problem | tokens / problem | correct / hour |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| budget | accuracy | 95% CI (Wilson) | s / problem | s / tree | tokens / problem "
+        "| correct / hour |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {r['budget']} | {r['correct']}/{r['problems']} ({r['accuracy']:.0%}) "
             f"| {r['ci_low']:.0%}-{r['ci_high']:.0%} | {r['mean_wall_s']:.1f} "
-            f"| {r['mean_new_tokens']:.0f} | {r['correct_per_hour']:.1f} |"
+            f"| {r['mean_tree_s']:.1f} | {r['mean_new_tokens']:.0f} "
+            f"| {r['correct_per_hour']:.1f} |"
         )
     return "\n".join(lines) + "\n"
 

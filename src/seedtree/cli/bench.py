@@ -252,6 +252,7 @@ def cmd_bench_search(args) -> int:
         dtype=args.dtype,
         draft_dtype=args.draft_dtype,
         data=str(args.data) if args.data else None,
+        concurrency=args.concurrency,
     )  # every budget checked before the models load
     task_examples(task, args)
     report = run_search_bench(load_llm(args), cfg, out=args.out)

@@ -193,7 +193,15 @@ def _add_bench_search_parser(sub) -> None:
         "--budgets",
         default=" ".join(DEFAULT_BUDGETS),
         help="space-separated ALGORITHM[:key=value,...] over the search options below, e.g. "
-        "cot-sc:k=5 mcts:iterations=4 (default: %(default)s)",
+        "cot-sc:k=5 mcts:iterations=4 bfs:evaluation=logprob (default: %(default)s)",
+    )
+    bs.add_argument(
+        "--concurrency",
+        type=int,
+        default=DEFAULT_CONCURRENCY,
+        metavar="P",
+        help="trees built at the same time on one engine, as `run --concurrency` (default "
+        "%(default)s); time per problem is then a budget's wall time over its problems",
     )
     bs.add_argument("--out", type=Path, default=Path("bench"))
     _add_tree_args(bs, backend=False)
@@ -236,8 +244,8 @@ def _add_run_parser(sub) -> None:
         default=None,
         metavar="P",
         help=f"trees built at the same time on one engine (default {DEFAULT_CONCURRENCY}); "
-        "their requests share its rounds, records are the same as one at a time (not with "
-        "--ray: a replica builds one tree at a time)",
+        "their requests share its rounds, records are the same as one at a time (with --ray: "
+        "on each replica's engine)",
     )
     _add_tree_args(run)
     _add_ray_args(run, "solve the problems on N Ray replicas, each with its own model pair")

@@ -84,13 +84,10 @@ def cmd_run(args) -> int:
         raise SeedtreeError(
             "--ray runs local models on Ray replicas, --backend openai a server's: drop one"
         )
-    if ray_config is not None and args.concurrency is not None:
-        raise SeedtreeError(
-            "--concurrency is for one engine; on Ray each replica builds one tree at a time: "
-            "drop it, or give more --replicas"
-        )
     concurrency = DEFAULT_CONCURRENCY if args.concurrency is None else args.concurrency
     check_int("--concurrency", concurrency, 1, MAX_CONCURRENCY)
+    if ray_config is not None:  # P trees at a time on each replica's engine
+        ray_config = replace(ray_config, trees=concurrency)
     examples = task_examples(task, args)[args.start : args.start + args.limit]
     data = str(args.data.resolve()) if args.data else None
     endpoint = endpoint_of(args)

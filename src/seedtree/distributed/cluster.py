@@ -17,6 +17,7 @@ from typing import Any
 
 from seedtree.errors import SeedtreeError
 from seedtree.llm import LLM, ModelSettings
+from seedtree.search.run import MAX_CONCURRENCY
 from seedtree.validate import check_int, check_real
 
 MAX_REPLICAS = 64
@@ -47,12 +48,15 @@ class RayConfig:
     start`), "local" (a new Ray instance on this machine, for this command only),
     "ray://HOST:PORT" (Ray Client) or "HOST:PORT" (the head node's GCS). A process already
     connected to Ray (a library caller, the tests) keeps its connection and ignores it.
-    `replicas` actors, each with `cpus` CPUs (and as many torch threads) and `gpus` GPUs."""
+    `replicas` actors, each with `cpus` CPUs (and as many torch threads) and `gpus` GPUs, each
+    building up to `trees` trees at a time on its one engine (a threaded actor, as `seedtree run
+    --concurrency` on one machine)."""
 
     address: str = "auto"
     replicas: int = 1
     cpus: int = 1
     gpus: float = 0.0
+    trees: int = 1
 
     def __post_init__(self) -> None:
         if not isinstance(self.address, str) or not self.address.strip():
@@ -62,12 +66,16 @@ class RayConfig:
         check_int("--replicas", self.replicas, 1, MAX_REPLICAS)
         check_int("--cpus-per-replica", self.cpus, 1, MAX_CPUS)
         check_real("--gpus-per-replica", self.gpus)
+        check_int("--concurrency", self.trees, 1, MAX_CONCURRENCY)
         if not 0 <= self.gpus <= MAX_GPUS:
             raise SeedtreeError(f"--gpus-per-replica must be in [0, {MAX_GPUS}], got {self.gpus}")
 
     def actor_options(self) -> dict[str, Any]:
-        """Resources of one replica, and the driver's `PASSED_ENV` variables that are set."""
+        """Resources of one replica, its trees at a time, and the driver's `PASSED_ENV`
+        variables that are set."""
         options: dict[str, Any] = {"num_cpus": self.cpus, "num_gpus": self.gpus}
+        if self.trees > 1:  # a threaded actor: its `solve` calls run side by side
+            options["max_concurrency"] = self.trees
         env = {name: os.environ[name] for name in PASSED_ENV if os.environ.get(name)}
         if env:
             options["runtime_env"] = {"env_vars": env}

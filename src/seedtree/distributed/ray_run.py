@@ -1,16 +1,19 @@
 """`seedtree run --ray`: one dataset slice solved by N Ray actors.
 
 Vocabulary: a *replica* is one Ray actor that loads the model pair once (`load_replica`: the
-CLI's own loading code, from settings) and builds one tree at a time exactly as `run_in_folder`
-does (`solve`, then `record_of`); the *driver* is this process: it holds the results folder,
-hands each free replica the next problem, and appends each record as it arrives.
+CLI's own loading code, from settings) and builds up to `RayConfig.trees` trees at a time on its
+one engine (a threaded actor; each call exactly as `run_in_folder` does: `solve`, then
+`record_of`); a *slot* is room for one tree on a replica; the *driver* is this process: it holds
+the results folder, hands each free slot the next problem, and appends each record as it
+arrives.
 
     1) connect to Ray (or keep this process's connection); start N replicas, each loads its pair
-    2) a replica that is loaded and free takes the next problem; `ray.wait` on all in flight
-    3) a record arrives: appended whole (`RunFolder.append`), the bar moves, the replica is free
-    4) a replica is lost (its actor, worker or node died): it is killed and replaced, and its
-       problem goes back to the head of the queue; after MAX_TRIES the problem gets an error
-       record (`search.run.error_record`) instead
+    2) a replica that is loaded has `trees` slots; a free slot takes the next problem;
+       `ray.wait` on all in flight
+    3) a record arrives: appended whole (`RunFolder.append`), the bar moves, its slot is free
+    4) a replica is lost (its actor, worker or node died): it is killed and replaced once, and
+       each of its problems goes back to the head of the queue; after MAX_TRIES a problem gets
+       an error record (`search.run.error_record`) instead
     5) the end, Ctrl-C or an error: every replica is killed; the summary is written as
        `run_in_folder` writes it (not after an error, as there)
 
@@ -89,7 +92,8 @@ class Solved:
 
 
 class Replica:
-    """One Ray actor (`ray.remote(Replica)`): a pair loaded once, then one tree per call."""
+    """One Ray actor (`ray.remote(Replica)`): a pair loaded once, then one tree per call
+    (calls run side by side in a threaded actor; their requests share the one engine)."""
 
     def __init__(self, work: Work) -> None:
         self.work, self.engine = work, None  # THE engine of this replica, once loaded
@@ -113,6 +117,7 @@ class Replica:
 class _Handle:
     actor: Any  # the Ray actor handle
     node: str = "?"  # known once loaded
+    lost: bool = False  # killed (its other calls in flight fail as they are waited on)
 
 
 @dataclass
@@ -137,7 +142,7 @@ class _Pool:
         self.todo = deque(todo)  # problems not handed out yet, next first
         self.tries: dict[str, int] = {}  # problem id -> times handed out
         self.pending: dict[Any, tuple[_Handle, Any]] = {}  # call -> (replica, problem | None)
-        self.free: deque[_Handle] = deque()  # loaded, with nothing to do
+        self.free: deque[_Handle] = deque()  # a replica per free slot (loaded, room for a tree)
         self.handles: list[_Handle] = []  # every replica started (all killed at the end)
         self.lost_loading = 0
         self.run = RayRun()
@@ -150,10 +155,15 @@ class _Pool:
 
     def hand_out(self) -> None:
         while self.free and self.todo:
-            handle, example = self.free.popleft(), self.todo.popleft()
+            handle, example = self.free.popleft(), self.todo.popleft()  # a free slot
             key = str(example.id)
             self.tries[key] = self.tries.get(key, 0) + 1
             self.pending[handle.actor.solve.remote(example)] = (handle, example)
+
+    def release(self, handle: _Handle, loaded: bool) -> None:
+        """A replica has loaded (all its slots are free) or finished a tree (one slot is)."""
+        if not handle.lost:
+            self.free.extend([handle] * (self.config.trees if loaded else 1))
 
     def solving(self) -> bool:
         return any(example is not None for _, example in self.pending.values())
@@ -161,16 +171,20 @@ class _Pool:
     def lose(self, handle: _Handle, example: Any, reason: str, method: str) -> dict | None:
         """`handle` is gone: kill it; queue its problem again at the head or, after MAX_TRIES,
         return the problem's error record; start a replica in its place while work is queued
-        (bounded: a problem has MAX_TRIES, a loading replica MAX_TRIES per replica asked for)."""
-        self.run.lost += 1
-        with contextlib.suppress(Exception):
-            self.ray.kill(handle.actor)
+        (bounded: a problem has MAX_TRIES, a loading replica MAX_TRIES per replica asked for).
+        A replica with several trees in flight is lost once: its other calls only requeue."""
+        first, handle.lost = not handle.lost, True
+        self.free = deque(h for h in self.free if h is not handle)
+        if first:
+            self.run.lost += 1
+            with contextlib.suppress(Exception):
+                self.ray.kill(handle.actor)
         record = None
         if example is None:
             self.lost_loading += 1
             replace = self.lost_loading <= self.config.replicas * MAX_TRIES
         else:
-            record, replace = self._again(handle, example, reason, method), True
+            record, replace = self._again(handle, example, reason, method), first
         if replace and self.todo:
             self.start()
         return record
@@ -247,12 +261,14 @@ def drive(
     method = work.engine.method
     pool = _Pool(ray, work, config, todo)
     desc = f"{work.task.name} {method} x{config.replicas}"
+    if config.trees > 1:
+        desc += f" ({config.trees} trees each)"
     bar = None  # shown once a replica has loaded (a replica that cannot load is one line)
     try:
         for _ in range(config.replicas):  # 1) start; each loads its pair
             pool.start()
         while pool.todo or pool.solving():
-            pool.hand_out()  # 2) every free replica takes the next problem
+            pool.hand_out()  # 2) every free slot takes the next problem
             if not pool.pending:
                 raise SeedtreeError(
                     f"every replica was lost while loading ({pool.run.lost} in all): finished "
@@ -288,7 +304,7 @@ def drive(
                 bar.update(1)
                 correct = sum(r["correct"] for r in folder.records)
                 bar.set_postfix(correct=correct, seen=len(folder.records), lost=pool.run.lost)
-            pool.free.append(handle)
+            pool.release(handle, loaded=example is None)
     except KeyboardInterrupt:
         return pool.run, True
     finally:  # 5)
