@@ -8,9 +8,9 @@ A budget is written `ALGORITHM[:key=value,...]` over the base `SearchConfig`, e.
 `cot-sc:k=5`, `bfs:k=3,b=1,depth=3`, `beam:k=3,b=2`, `mcts:iterations=4,k=2`,
 `bfs:evaluation=logprob`. Each budget solves its problems as `seedtree run` does: up to
 `concurrency` trees at a time on one engine; time per problem is the budget's wall time over its
-problems (what a dataset run costs; with concurrency 1, the mean tree time). The JSON report is
-rewritten (atomically) after each finished budget, so a long run loses at most one budget; each
-problem prints one line on stderr as it finishes.
+problems (what a dataset run costs; with concurrency 1, the mean tree time). The JSON report,
+the table and the plot are rewritten (atomically) after each finished budget, so a long run
+loses at most one budget; each problem prints one line on stderr as it finishes.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def summarize(budget: str, search: SearchConfig, problems: list[dict], wall: flo
 def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -> dict:
     """Every budget over the problems, in the order given, on the engine of `llm` (one
     `seedtree run --concurrency P` per budget: its prefix cache starts empty); writes
-    `bench_search_<task>.json` after each budget, then the markdown table and the plot."""
+    `bench_search_<task>.json`, the markdown table and the plot after each budget."""
     stream = stream or sys.stderr
     task = get_task(cfg.task)
     examples = task.load(Path(cfg.data) if cfg.data else None)[cfg.start : cfg.start + cfg.limit]
@@ -160,8 +160,8 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
         problems.sort(key=lambda p: ids.index(p["id"]))  # finish order -> problem order
         report["rows"].append(summarize(budget, search, problems, time.perf_counter() - start))
         write_atomic(base.with_suffix(".json"), json.dumps(report, indent=1))
-    write_atomic(base.with_suffix(".md"), markdown_table(report))
-    plot_frontier(report, base.with_suffix(".png"))
+        write_atomic(base.with_suffix(".md"), markdown_table(report))  # a stopped run keeps all
+        plot_frontier(report, base.with_suffix(".png"))
     return report
 
 
