@@ -53,7 +53,7 @@ class SearchBenchConfig:
     def __post_init__(self) -> None:
         if self.limit < 1 or self.start < 0:
             raise SeedtreeError("--limit must be >= 1 and --start >= 0")
-        check_int("concurrency", self.concurrency, 1, MAX_CONCURRENCY)
+        check_int("--concurrency", self.concurrency, 1, MAX_CONCURRENCY)
         if not self.budgets:
             raise SeedtreeError("--budgets is empty: name at least one algorithm, e.g. cot")
         for budget in self.budgets:
