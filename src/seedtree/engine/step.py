@@ -316,9 +316,11 @@ class StepEngine:
         """Prompts a draft has read by catching up go into the prefix cache (q's tree)."""
         waiting = []
         for b, ids in self.undrafted_prompts:
-            if b.q.length >= len(ids) and not b.done:
+            if b.done:  # left before its draft read the prompt
+                continue
+            if b.q.length >= len(ids):
                 self.cache.insert(ids, None, b.q)
-            elif not b.done:
+            else:
                 waiting.append((b, ids))
         self.undrafted_prompts = waiting
 
