@@ -279,6 +279,53 @@ def test_logprob_values_equal_a_hand_computation_and_every_method(long_pair, tas
             assert tree.signature() == ar.signature(), (method, temperature)
 
 
+def test_reads_keep_a_trees_common_start_and_equal_plain_forwards(long_pair, monkeypatch):
+    """`engine.reads`: a call's sequences share a start read once into the tree's cache, their
+    rests in batched forwards (2 rows each here); the next call keeps the cached start where it
+    agrees, crops where it does not; every distribution equals a plain float64 forward."""
+    from seedtree.engine import reads as reads_module
+    from seedtree.engine.reads import ReadCache, read
+
+    monkeypatch.setattr(reads_module, "MAX_ROWS", 2)
+
+    def plain(ids, n):
+        with torch.no_grad():
+            logits = long_pair.target(input_ids=torch.tensor([ids])).logits[0, -n:]
+        return torch.log_softmax(logits[:, : long_pair.vocab_size].double(), dim=-1)
+
+    def check(sequences, cache):
+        done = read(long_pair, sequences, cache)
+        for (ids, n), logp in zip(sequences, done.logprobs, strict=True):
+            assert logp.dtype == torch.float64 and logp.shape == (n, long_pair.vocab_size)
+            assert torch.allclose(logp, plain(ids, n), atol=1e-12, rtol=0)
+        return done
+
+    start = [i % 40 + 3 for i in range(30)]
+    first = [(start + [5, 6, 7], 2), (start + [8, 9], 1), (start + [5, 1, 2, 3], 3)]
+    cache = ReadCache()
+    done = check(first, cache)
+    assert cache.ids == start and cache.kv.length == len(start)
+    # the start once, then 3 + 2 + 4 rest tokens; 3 rows at 2 per forward: 1 + 2 forwards
+    assert (done.fed, done.forwards) == (len(start) + 9, 3)
+    longer = [(start + [5, 6, 7, 11], 2), (start + [5, 6, 2], 1)]
+    done = check(longer, cache)  # extends the cached start by [5, 6]
+    assert cache.ids == start + [5, 6] and (done.fed, done.forwards) == (2 + 2 + 1, 2)
+    other = [(start[:10] + [3, 3, 3], 1)]  # one sequence: its start is all but its read
+    done = check(other, cache)  # cropped to the 10 tokens in common, then 2 more fed
+    assert cache.ids == start[:10] + [3, 3] and (done.fed, done.forwards) == (2 + 1, 2)
+    assert read(long_pair, [(start, len(start))]).fed == len(start)  # no cache, no start
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("out of memory")
+
+    monkeypatch.setattr(reads_module.RaggedBatch, "forward", broken)
+    with pytest.raises(RuntimeError, match="out of memory"):
+        read(long_pair, first, cache)
+    assert cache.kv is None and cache.ids == []  # dropped, never half-filled
+    monkeypatch.undo()
+    assert check(first, cache).fed == len(start) + 9  # and read afresh
+
+
 def test_logprob_label_rules():
     from seedtree.search.logprob import expected_value, label_probabilities, prefixes_to_read
 
@@ -331,19 +378,22 @@ def test_bench_search_end_to_end(long_pair, tmp_path, capsys):
     try:
         report = run_search_bench(llm, cfg, tmp_path)
         one = replace(
-            cfg, budgets=("mcts:iterations=2,k=2", "bfs:evaluation=logprob"), concurrency=1
+            cfg,
+            budgets=("mcts:iterations=2,k=2", "bfs:generation=sample,evaluation=logprob"),
+            concurrency=1,
         )
         alone = run_search_bench(llm, one, tmp_path / "one")
     finally:
         llm.close()
     # two trees at a time answer as one at a time
     assert alone["rows"][0]["per_problem"] == [
-        {**p, "wall_s": q["wall_s"]}
+        {**p, "wall_s": q["wall_s"], "eval_s": q["eval_s"]}  # but for timing
         for p, q in zip(
             report["rows"][3]["per_problem"], alone["rows"][0]["per_problem"], strict=True
         )
     ]
     assert alone["rows"][1]["search"]["evaluation"] == "logprob"
+    assert alone["rows"][1]["mean_eval_s"] > 0  # sampled thoughts (legal or not) are valued
     saved = json.loads((tmp_path / "bench_search_game24.json").read_text())
     ids = [str(e.id) for e in get_task("game24").load()[:2]]
     assert saved == json.loads(json.dumps(report))
@@ -356,11 +406,20 @@ def test_bench_search_end_to_end(long_pair, tmp_path, capsys):
         assert row["mean_wall_s"] == pytest.approx(row["total_wall_s"] / 2)
         assert [p["id"] for p in row["per_problem"]] == ids  # in problem order
     assert saved["rows"][3]["search"]["iterations"] == 2
+    # evaluation time: none for a whole solution; a search spends it once its root has children
+    for row in [*saved["rows"], *alone["rows"]]:
+        problems = row["per_problem"]
+        assert row["mean_eval_s"] == pytest.approx(sum(p["eval_s"] for p in problems) / 2)
+        for p in problems:
+            evaluated = row["algorithm"] not in ("cot", "cot-sc") and p["nodes"] > 1
+            assert (p["eval_s"] > 0) == evaluated and p["eval_s"] < p["wall_s"]
     table = (tmp_path / "bench_search_game24.md").read_text()
-    assert "| mcts:iterations=2,k=2 |" in table and "correct / hour" in table
+    assert "| mcts:iterations=2,k=2 |" in table and "evaluation s / tree" in table
     assert (tmp_path / "bench_search_game24.png").read_bytes()[:4] == b"\x89PNG"
     err = capsys.readouterr().err
     assert err.count("[cot-sc:k=2] game24-") == 2 and "(2/2)" in err
+    assert "bench-search game24: budget 2/4 cot-sc:k=2, 2 problems, 2 at a time" in err
+    assert f"bench-search game24: cot: {report['rows'][0]['correct']}/2 correct" in err
 
 
 def test_wilson_interval():

@@ -115,6 +115,8 @@ def summarize(budget: str, search: SearchConfig, problems: list[dict], wall: flo
         "mean_wall_s": wall / n if n else 0.0,
         "total_wall_s": wall,
         "mean_tree_s": sum(p["wall_s"] for p in problems) / n if n else 0.0,
+        # the tree's evaluation calls' wall time (shared with the trees beside it)
+        "mean_eval_s": sum(p["eval_s"] for p in problems) / n if n else 0.0,
         "mean_new_tokens": sum(p["new_tokens"] for p in problems) / n if n else 0.0,
         "correct_per_hour": correct / wall * 3600 if wall else 0.0,
         "per_problem": problems,
@@ -132,8 +134,14 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
     out.mkdir(parents=True, exist_ok=True)
     base = out / f"bench_search_{cfg.task}"
     report = {"config": asdict(cfg) | {"budgets": list(cfg.budgets)}, "rows": []}
-    for budget in cfg.budgets:
+    for number, budget in enumerate(cfg.budgets, 1):
         search = parse_budget(budget, cfg.search)
+        print(
+            f"bench-search {cfg.task}: budget {number}/{len(cfg.budgets)} {budget}, "
+            f"{len(examples)} problems, {cfg.concurrency} at a time",
+            file=stream,
+            flush=True,
+        )
         engine = llm.engine(cfg.engine.method, cfg.spec)
         engine.prefix_cache.clear()  # one per budget, as one `seedtree run`
         problems, start = [], time.perf_counter()
@@ -145,6 +153,7 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
                     "correct": bool(tree.metrics.get("correct")),
                     "score": float(tree.metrics.get("score") or 0.0),
                     "wall_s": tree.wall_s,
+                    "eval_s": tree.phase_wall("evaluate"),
                     "new_tokens": tree.new_tokens,
                     "nodes": len(tree.nodes),
                     "answer": tree.answer,
@@ -158,7 +167,14 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
                 flush=True,
             )
         problems.sort(key=lambda p: ids.index(p["id"]))  # finish order -> problem order
-        report["rows"].append(summarize(budget, search, problems, time.perf_counter() - start))
+        row = summarize(budget, search, problems, time.perf_counter() - start)
+        report["rows"].append(row)
+        print(
+            f"bench-search {cfg.task}: {budget}: {row['correct']}/{row['problems']} correct, "
+            f"{row['mean_wall_s']:.1f} s per problem",
+            file=stream,
+            flush=True,
+        )
         write_atomic(base.with_suffix(".json"), json.dumps(report, indent=1))
         write_atomic(base.with_suffix(".md"), markdown_table(report))  # a stopped run keeps all
         plot_frontier(report, base.with_suffix(".png"))
@@ -174,18 +190,23 @@ def markdown_table(report: dict) -> str:
         f"target {cfg['dtype']}, {cfg.get('concurrency', 1)} tree(s) at a time (s / problem: "
         "the budget's wall time over its problems)",
         "",
-        "| budget | accuracy | 95% CI (Wilson) | s / problem | s / tree | tokens / problem "
-        "| correct / hour |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
+        "| budget | accuracy | 95% CI (Wilson) | s / problem | s / tree | evaluation s / tree "
+        "| tokens / problem | correct / hour |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for r in report["rows"]:
         lines.append(
             f"| {r['budget']} | {r['correct']}/{r['problems']} ({r['accuracy']:.0%}) "
             f"| {r['ci_low']:.0%}-{r['ci_high']:.0%} | {r['mean_wall_s']:.1f} "
-            f"| {r['mean_tree_s']:.1f} | {r['mean_new_tokens']:.0f} "
+            f"| {r['mean_tree_s']:.1f} | {_seconds(r.get('mean_eval_s'))} "
+            f"| {r['mean_new_tokens']:.0f} "
             f"| {r['correct_per_hour']:.1f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"  # "-": a row from before the field
 
 
 def plot_frontier(report: dict, path: Path) -> None:

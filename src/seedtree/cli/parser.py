@@ -146,7 +146,7 @@ def _add_bench_run_parser(sub) -> None:
     br = sub.add_parser(
         "bench-run", help="problems per hour with P trees in flight on one engine, per method"
     )
-    br.add_argument("--task", default="gsm8k", help="gsm8k, creative_writing or blocksworld")
+    br.add_argument("--task", default="gsm8k", help=TASK_HELP)
     br.add_argument("--limit", type=int, default=8, help="number of problems")
     br.add_argument("--start", type=int, default=0, help="first problem index")
     br.add_argument(

@@ -85,13 +85,14 @@ class RaggedBatch:
         self,
         feeds: dict[int, tuple[list[int], list[int]]],  # row -> (token ids, parent of each)
         keep: str | dict[int, int] = "all",
+        dtype: torch.dtype = torch.float32,
     ) -> dict[int, torch.Tensor]:
         """Feed each listed row its new nodes in ONE forward; float logits per row: [n_row, V]
         after every node (`keep="all"`: a tree level), after the row's last n nodes
         (`keep={row: n}`: a verification after the rest of a prompt; `"last"`: n = 1, a draft's
         catch-up chain), none (`"none"`: a prefill). The vocabulary projection is computed only
         where logits are kept: over a prompt it would cost a third of the draft's prefill and a
-        fifth of the target's."""
+        fifth of the target's. `dtype`: the logits' (float64 for `engine.reads`)."""
         assert keep in ("all", "last", "none") or isinstance(keep, dict)
         rows = sorted(feeds)
         assert rows and all(feeds[r][0] and len(feeds[r][0]) == len(feeds[r][1]) for r in rows)
@@ -146,7 +147,7 @@ class RaggedBatch:
             self.seqs[0].length = self.width  # the forward appended to the row's own cache
         if keep == "none":
             return {}
-        logits = out.logits[:, :, : self.vocab_size].float()  # [B, Q, V] or [B, n, V]
+        logits = out.logits[:, :, : self.vocab_size].to(dtype)  # [B, Q, V] or [B, n, V]
         if keep == "all":
             return {r: logits[r, : len(feeds[r][0])] for r in rows}
         return {r: logits[r, : tails[r]] for r in rows}

@@ -30,8 +30,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-import torch
-
 from seedtree.decoding.adaptive import CostModel
 from seedtree.decoding.ar import generate_ar
 from seedtree.decoding.branch import Branch, Request
@@ -44,6 +42,7 @@ from seedtree.engine import costs as cost_model
 from seedtree.engine.methods import Method, get_method
 from seedtree.engine.paper import run_seed
 from seedtree.engine.prefix_cache import PrefixCache
+from seedtree.engine.reads import Read, ReadCache, read
 from seedtree.engine.step import MAX_RUNNING, RequestOutput, StepEngine, check_prompt
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
@@ -178,7 +177,7 @@ class LLMEngine:
         self._aborts: list[Hashable] = []
         self._seed_branches: dict[Hashable, int] = {}  # SEED's paper mode: requests in flight
         self._seed_cancelled: set[int] = set()
-        self._reads: list[tuple[list[tuple[list[int], int]], Future]] = []  # `tail_logprobs`
+        self._reads: list[tuple[list[Read], ReadCache | None, Future]] = []  # `tail_logprobs`
         self._sinks: dict[Hashable, Sink] = {}  # engine thread only
         self._pending = 0  # requests submitted and not finished (under the lock)
         self._admitting = True
@@ -262,11 +261,13 @@ class LLMEngine:
             self._aborts.append(request_id)
             self._cond.notify()
 
-    def tail_logprobs(self, sequences: list[tuple[list[int], int]]) -> Future:
+    def tail_logprobs(self, sequences: list[Read], cache: ReadCache | None = None) -> Future:
         """For each (ids, n): the target's float64 log-softmax after each of the last n positions
-        of ids ([n, V]; a value read from p's next-token distribution). One plain forward per
-        sequence on the engine thread, between steps: no cache, no batch, so the numbers are
-        the same whatever the method and whatever else is in flight."""
+        of ids ([n, V]; a value read from p's next-token distribution). On the engine thread,
+        between steps, outside the step engine and its prefix cache (`engine.reads`): the
+        sequences' common start is read once (kept in `cache`, one per tree, for its next
+        read), their rests in one batched forward; the numbers are the same whatever the
+        method and whatever else is in flight."""
         for ids, n in sequences:
             check_prompt(self.pair, ids)
             if not 1 <= n <= len(ids):
@@ -276,7 +277,7 @@ class LLMEngine:
             if not self._admitting:
                 raise ShuttingDown("the engine is shutting down")
             self._start()
-            self._reads.append((sequences, future))
+            self._reads.append((sequences, cache, future))
             self._cond.notify()
         return future
 
@@ -358,8 +359,8 @@ class LLMEngine:
                 aborts, self._aborts = self._aborts, []
                 reads, self._reads = self._reads, []
                 stopping = self._stopping
-            for sequences, future in reads:
-                _read(self.pair, sequences, future)
+            for sequences, cache, future in reads:
+                _read(self.pair, sequences, cache, future)
             try:
                 if not self._turn(jobs, aborts, stopping):
                     return
@@ -503,15 +504,9 @@ class LLMEngine:
         self._done(1)
 
 
-@torch.inference_mode()
-def _read(pair: ModelPair, sequences: list[tuple[list[int], int]], future: Future) -> None:
+def _read(pair: ModelPair, sequences: list[Read], cache: ReadCache | None, future: Future) -> None:
     try:
-        out = []
-        for ids, n in sequences:
-            x = torch.tensor([ids], dtype=torch.long, device=pair.device)  # [1, T]
-            logits = pair.target(input_ids=x, logits_to_keep=n).logits[0, :, : pair.vocab_size]
-            out.append(torch.log_softmax(logits.double(), dim=-1).cpu())  # [n, V]
-        future.set_result(out)
+        future.set_result(read(pair, sequences, cache))
     except Exception as exc:
         future.set_exception(exc)
 

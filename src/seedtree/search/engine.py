@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from seedtree.decoding import SamplingParams
 from seedtree.decoding.result import GenerationResult
 from seedtree.engine import METHODS, LLMEngine, Request, get_method, sample_seed
+from seedtree.engine.reads import ReadCache
 from seedtree.errors import SeedtreeError
 from seedtree.search import remote
 from seedtree.search.logprob import TokenIds, label_probabilities, prefixes_to_read
@@ -73,6 +74,7 @@ class Engine:
         self.chat = endpoint.chat if endpoint is not None else engine.chat_template
         self.calls: list[Call] = []
         self._encoded: dict[str, list[int]] = {}
+        self._reads = ReadCache()  # this tree's value prompts' common start (logprob values)
 
     @property
     def method(self) -> str:
@@ -183,9 +185,9 @@ class Engine:
     # -- values from the target's probabilities (`--evaluation logprob`) ----------------------
     def score(self, prompts: list[Prompt], labels: list[str], level: int = 0) -> list[dict]:
         """For each prompt, each label's probability as the answer under the target p
-        (`search.logprob`'s rules): one plain forward of the prompt (+ label tokens) per needed
-        sequence, log-softmax in float64, no decoding, so the same for every method. Recorded
-        as an "evaluate" call."""
+        (`search.logprob`'s rules): the prompts (+ label tokens) read in one batched forward
+        after this tree's cached common start (`engine.reads`), log-softmax in float64, no
+        decoding, so the same for every method. Recorded as an "evaluate" call."""
         if self.endpoint is not None:
             raise SeedtreeError(
                 "--evaluation logprob reads the target's logits: it needs local models, not "
@@ -197,7 +199,8 @@ class Engine:
         encoded = [self._encode(prompt.text) for prompt in prompts]
         prompt_ids = [ids + list(prefix) for ids in encoded for prefix in reads]
         tails = [(ids + list(prefix), len(prefix) + 1) for ids in encoded for prefix in reads]
-        logps_all = iter(self.engine.tail_logprobs(tails).result())  # one read per prefix
+        done = self.engine.tail_logprobs(tails, self._reads).result()
+        logps_all = iter(done.logprobs)  # one read per prompt and prefix
         out = []
         for _ in encoded:
             logps = {}  # prefix -> log-probs [V] after prompt + prefix[:i]
@@ -214,9 +217,10 @@ class Engine:
                 0,
                 time.perf_counter() - start,
                 {},
-                target_forwards=len(prompt_ids),
+                target_forwards=done.forwards,
                 prompt_ids=prompt_ids,
                 prompt_tokens=sum(map(len, prompt_ids)),
+                cached_tokens=sum(map(len, prompt_ids)) - done.fed,  # the tree's cached start
             )
         )
         if self.progress is not None:
