@@ -30,6 +30,11 @@ def _kv_shape(model: PreTrainedModel) -> tuple[int, int]:
     return cfg.num_key_value_heads, head_dim
 
 
+def chain(n: int) -> list[int]:
+    """Parents of n nodes fed as a chain right after the cached prefix."""
+    return list(range(-1, n - 1))
+
+
 def batch_cache(seqs: list[KVSequence], l_max: int) -> DynamicCache:
     """Left-aligned, zero-padded copy of every sequence's cache: per layer [B, H, L_max, D]."""
     model = seqs[0].model

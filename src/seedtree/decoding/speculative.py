@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from seedtree.decoding.batch import RaggedBatch
+from seedtree.decoding.batch import RaggedBatch, chain
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
@@ -55,11 +55,6 @@ def run_isolated(step: Callable[[list[Branch]], None], branches: list[Branch]) -
             b.fail(_error(exc))
 
 
-def _chain(n: int) -> list[int]:
-    """Parents of n nodes fed as a chain right after the cached prefix."""
-    return list(range(-1, n - 1))
-
-
 # -- prefill ------------------------------------------------------------------------------------
 def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
     """Feed each sequence its tokens as a chain: ONE forward for all of them."""
@@ -67,7 +62,7 @@ def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
     if not rows:
         return
     batch = RaggedBatch([seqs[i] for i in rows])
-    batch.forward({r: (todo[i], _chain(len(todo[i]))) for r, i in enumerate(rows)}, keep="none")
+    batch.forward({r: (todo[i], chain(len(todo[i]))) for r, i in enumerate(rows)}, keep="none")
     for r, i in enumerate(rows):
         batch.commit(r, list(range(len(todo[i]))))
 
@@ -182,7 +177,7 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
     states = [b.sampler.gen.get_state() for b in branches]
     try:
         # level 0: the committed tokens q has not seen (a chain ending at the root), then q there
-        chains = {r: (ids, _chain(len(ids))) for r, ids in enumerate(unseen)}
+        chains = {r: (ids, chain(len(ids))) for r, ids in enumerate(unseen)}
         logits = batch.forward(chains, keep="last")  # row -> [1, V]
         going = {r for r, b in enumerate(branches) if _expand(b, 0, logits[r][-1], shapes[r][0])}
         for depth in range(1, max(len(s) for s in shapes)):
@@ -229,7 +224,7 @@ def _verify(branches: list[Branch]) -> None:
         rest = b.unread_prompt()
         n = len(rest)
         parents = [parent + n if parent >= 0 else n - 1 for parent in b.tree.parents]
-        feeds[r] = (rest + b.tree.tokens, _chain(n) + parents)
+        feeds[r] = (rest + b.tree.tokens, chain(n) + parents)
         tails[r] = len(b.tree)
     logits = batch.forward(feeds, keep=tails)  # row -> [len(tree), V]
     elapsed = time.perf_counter() - t

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from seedtree.decoding.batch import RaggedBatch
+from seedtree.decoding.batch import RaggedBatch, chain
 from seedtree.decoding.kv import KVSequence
 from seedtree.models.loader import ModelPair
 
@@ -78,8 +78,7 @@ def _read(pair: ModelPair, sequences: list[Read], cache: ReadCache) -> Reads:
     out = []
     for first in range(0, len(sequences), MAX_ROWS):
         chunk = sequences[first : first + MAX_ROWS]
-        feeds = {r: (ids[start:], list(range(-1, len(ids) - start - 1))) for r, (ids, _) in
-                 enumerate(chunk)}  # fmt: skip
+        feeds = {r: (ids[start:], chain(len(ids) - start)) for r, (ids, _) in enumerate(chunk)}
         logits = RaggedBatch([kv] * len(chunk)).forward(
             feeds, keep={r: n for r, (_, n) in enumerate(chunk)}, dtype=torch.float64
         )  # row -> [n, V]
