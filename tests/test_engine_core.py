@@ -58,19 +58,22 @@ def records(path):
 
 # -- many trees at once -------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "algorithm,temperature,method",
+    "algorithm,temperature,method,evaluation",
     [
-        ("bfs", 0.0, "seed-batched"),
-        ("dfs", 0.0, "mcsd-batched"),
-        ("bfs", 0.8, "seed-batched"),
-        ("dfs", 0.8, "batched-ar-cached"),
+        ("bfs", 0.0, "seed-batched", None),
+        ("dfs", 0.0, "mcsd-batched", None),
+        ("bfs", 0.8, "seed-batched", None),
+        ("dfs", 0.8, "batched-ar-cached", None),
+        ("bfs", 0.8, "seed-batched", "logprob"),  # each tree's reads keep its own start
     ],
 )
 def test_p_trees_at_once_give_the_records_of_one_at_a_time(
-    long_pair, tmp_path, algorithm, temperature, method
+    long_pair, tmp_path, algorithm, temperature, method, evaluation
 ):
     task, examples = Varied(), Varied().load()[:6]
-    search = SearchConfig(k=2, b=2, depth=2, algorithm=algorithm, threshold=3.0)
+    search = SearchConfig(
+        k=2, b=2, depth=2, algorithm=algorithm, threshold=3.0, evaluation=evaluation
+    )
     engine = EngineConfig(method=method, temperature=temperature, seed=3, max_new_tokens=6)
     spec = SpecConfig(gamma=3, k_config=(2, 1))
     runs = {}
