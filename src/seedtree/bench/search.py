@@ -10,7 +10,8 @@ A budget is written `ALGORITHM[:key=value,...]` over the base `SearchConfig`, e.
 `concurrency` trees at a time on one engine; time per problem is the budget's wall time over its
 problems (what a dataset run costs; with concurrency 1, the mean tree time). The JSON report,
 the table and the plot are rewritten (atomically) after each finished budget, so a long run
-loses at most one budget; each problem prints one line on stderr as it finishes.
+loses at most one budget; stderr gets a line as each budget starts and ends and one per problem
+as it finishes.
 """
 
 from __future__ import annotations
@@ -128,6 +129,10 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
     `seedtree run --concurrency P` per budget: its prefix cache starts empty); writes
     `bench_search_<task>.json`, the markdown table and the plot after each budget."""
     stream = stream or sys.stderr
+
+    def say(text: str) -> None:
+        print(text, file=stream, flush=True)
+
     task = get_task(cfg.task)
     examples = task.load(Path(cfg.data) if cfg.data else None)[cfg.start : cfg.start + cfg.limit]
     ids = [str(e.id) for e in examples]
@@ -136,11 +141,9 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
     report = {"config": asdict(cfg) | {"budgets": list(cfg.budgets)}, "rows": []}
     for number, budget in enumerate(cfg.budgets, 1):
         search = parse_budget(budget, cfg.search)
-        print(
+        say(
             f"bench-search {cfg.task}: budget {number}/{len(cfg.budgets)} {budget}, "
-            f"{len(examples)} problems, {cfg.concurrency} at a time",
-            file=stream,
-            flush=True,
+            f"{len(examples)} problems, {cfg.concurrency} at a time"
         )
         engine = llm.engine(cfg.engine.method, cfg.spec)
         engine.prefix_cache.clear()  # one per budget, as one `seedtree run`
@@ -160,20 +163,16 @@ def run_search_bench(llm: LLM, cfg: SearchBenchConfig, out: Path, stream=None) -
                 }
             )
             verdict = "correct" if problems[-1]["correct"] else "wrong"
-            print(
+            say(
                 f"  [{budget}] {tree.example_id}: {verdict}, {tree.wall_s:.1f} s, "
-                f"{tree.new_tokens} tokens ({len(problems)}/{len(examples)})",
-                file=stream,
-                flush=True,
+                f"{tree.new_tokens} tokens ({len(problems)}/{len(examples)})"
             )
         problems.sort(key=lambda p: ids.index(p["id"]))  # finish order -> problem order
         row = summarize(budget, search, problems, time.perf_counter() - start)
         report["rows"].append(row)
-        print(
+        say(
             f"bench-search {cfg.task}: {budget}: {row['correct']}/{row['problems']} correct, "
-            f"{row['mean_wall_s']:.1f} s per problem",
-            file=stream,
-            flush=True,
+            f"{row['mean_wall_s']:.1f} s per problem"
         )
         write_atomic(base.with_suffix(".json"), json.dumps(report, indent=1))
         write_atomic(base.with_suffix(".md"), markdown_table(report))  # a stopped run keeps all
