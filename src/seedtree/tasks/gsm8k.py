@@ -123,10 +123,12 @@ class GSM8K(Task):
         return " ".join(text.split())
 
     def value_prompt(self, example: Problem, steps: Steps) -> Prompt:
+        """The question comes before the steps, so a tree's value prompts share everything up to
+        their last step (prefix cache and logprob reads keep it; only the last step is new)."""
         text = (
-            f"Problem: {example.question}\n\nSteps:\n{_steps_text(steps)}\n\n"
-            "How likely are these steps to be correct and to lead to the answer? Reply with one "
-            "integer from 0 (surely wrong) to 10 (surely right), and nothing else."
+            f"Problem: {example.question}\n\nHow likely are the steps below to be correct and to "
+            "lead to the answer? Reply with one integer from 0 (surely wrong) to 10 (surely "
+            f"right), and nothing else.\n\nSteps:\n{_steps_text(steps)}"
         )
         return Prompt(text, self.value_tokens, stop=("\n",))
 
