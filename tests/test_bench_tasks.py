@@ -124,7 +124,7 @@ def test_a_method_with_and_without_lookup_and_dedup_in_one_pass():
     candidates accepted from lookup, copied tokens only where dedup is on."""
     cfg = TaskBenchConfig(
         task="gsm8k",
-        limit=1,
+        limit=2,  # one problem's tree gives lookup a single chance at most since session 12
         methods=("ar", "seed-batched", "seed-batched+lookup6", "seed-batched+lookup6+nodedup"),
         search=SearchConfig(k=3, b=2, depth=2),
         max_new_tokens=16,

@@ -28,7 +28,6 @@ from seedtree.decoding.adaptive import CostModel
 from seedtree.decoding.sampling import probs_from_logits
 from seedtree.decoding.tree import TokenTree, walk_sampling
 from seedtree.engine import Request, costs, expand_requests, generate_many
-from seedtree.scheduling import SchedulerConfig
 
 # The engines run the batch policy (`SpecConfig.policy="batch"`) on a cost shape where rows are
 # free (a GPU's): every batch size drafts, and each round's depth still follows the branches'
@@ -219,8 +218,6 @@ TOP_P = 0.9
 NEW_TOKENS = 12  # gamma 4 commits up to 5 tokens a round: several rounds, every tree level
 PROMPTS = ("what is 7*6?", "the cat sat on", "q: 12+30=", "once upon a time")
 RUNS = 20  # samples per prompt, each with its own seed
-# few threads: the default (one drafter thread per branch) costs 5x the CPU for 100 branches
-SCHEDULER = SchedulerConfig(draft_workers=2, verify_threads=1)
 CHAIN = SpecConfig(gamma=4)
 TREE = SpecConfig(k_config=(3, 2, 1), replacement=False)
 TREE_REPLACEMENT = SpecConfig(k_config=(3, 2, 1), replacement=True)
@@ -304,7 +301,7 @@ def check_engine(pair, case: EngineCase, decode_temperature: float | None = None
     decode = replace(params, temperature=decode_temperature or case.temperature)
     prompts = [encode(pair, text) for text in PROMPTS] * RUNS
     requests = [Request(ids, replace(decode, seed=case.seed + i)) for i, ids in enumerate(prompts)]
-    run = generate_many(pair, requests, case.method, case.spec, SCHEDULER)
+    run = generate_many(pair, requests, case.method, case.spec)
     gen = torch.Generator().manual_seed(case.seed)
     pits: dict[str, list[torch.Tensor]] = {"p": [], "q/p": []}
     outside = 0
@@ -431,7 +428,7 @@ def check_sample_pairs(pair, expand) -> PairCheck:
         r for s in range(INDEPENDENCE_SEEDS) for r in expand([ids], replace(params, seed=10 * s))
     ]
     # seed-batched: the samples of a prompt share its prefill (one KV copied into n rows)
-    run = generate_many(pair, requests, "seed-batched", CHAIN, SCHEDULER)
+    run = generate_many(pair, requests, "seed-batched", CHAIN)
     samples = [r.token_ids for r in run.results]
     firsts, seconds = samples[0::2], samples[1::2]
     matches = sum(a[0] == b[0] for a, b in zip(firsts, seconds, strict=True))
@@ -462,7 +459,7 @@ def shared_samples(pair, expand) -> int:
     params = SamplingParams(temperature=1.3, top_p=TOP_P, max_new_tokens=12, ignore_eos=True, n=4)
     one = expand([ids], replace(params, seed=1))
     two = expand([ids], replace(params, seed=2))
-    run = generate_many(pair, one + two, "seed-batched", CHAIN, SCHEDULER)
+    run = generate_many(pair, one + two, "seed-batched", CHAIN)
     samples = [tuple(r.token_ids) for r in run.results]
     return len(set(samples[:4]) & set(samples[4:]))
 

@@ -192,10 +192,11 @@ def test_bad_many_input(pair):
 
 def test_drafter_threads_are_bounded(pair, monkeypatch):
     """Regression (issue #12): `seed` started a thread per branch (10,000 for --n 10000); now at
-    most MAX_DRAFT_THREADS drafters serve any number of branches."""
+    most MAX_DRAFT_THREADS drafters (a pool per round, its threads named _0.._7) serve any
+    number of branches."""
     import threading
 
-    from seedtree.engine.paper import MAX_DRAFT_THREADS
+    from seedtree.scheduling.fcfs import MAX_DRAFT_THREADS
 
     started = []
     original = threading.Thread.start
@@ -208,5 +209,5 @@ def test_drafter_threads_are_bounded(pair, monkeypatch):
     requests = [Request([5 + i % 7, 9], SamplingParams(max_new_tokens=2)) for i in range(30)]
     run = generate_many(pair, requests, "seed")
     assert all(r.error is None and len(r.token_ids) == 2 for r in run.results)
-    drafters = [name for name in started if name.startswith("drafter-")]
+    drafters = {name for name in started if name.startswith("seedtree-drafter")}
     assert 1 <= len(drafters) <= MAX_DRAFT_THREADS < len(requests)

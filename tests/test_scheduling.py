@@ -1,14 +1,13 @@
-"""The SEED runner with fake models that sleep (sleep releases the GIL, as torch kernels do):
-concurrency, FCFS order and the rounds rule are read off the trace."""
+"""SEED's FCFS rounds with fake models that sleep (sleep releases the GIL, as torch kernels do):
+concurrency, first-come-first-serve order, once per round and drafting ahead, read off the
+trace."""
 
 import threading
 import time
 
 import pytest
 
-from seedtree.scheduling.queue import FCFSQueue, QueueItem
-from seedtree.scheduling.rounds import RoundsScheduler
-from seedtree.scheduling.runner import Runner, SchedulerConfig
+from seedtree.scheduling.fcfs import FCFSRounds
 from seedtree.scheduling.trace import Trace, save_gantt
 
 
@@ -19,40 +18,43 @@ class SleepyWork:
         self.left = list(rounds)
         self.draft_s, self.verify_s = draft_s, verify_s
         self.fail_on = fail_on
-        self.errors, self.cancelled = {}, set()
-        self.verify_calls = []
+        self.errors = {}
+        self.verified = []  # branch ids in the order verified
+        self.drafts = [0] * len(rounds)
         self.active_verifies = 0
         self.lock = threading.Lock()
 
     def draft(self, i):
         if i == self.fail_on:
             raise RuntimeError(f"draft of branch {i} broke")
+        assert self.drafts[i] == len([v for v in self.verified if v == i])  # one draft per verify
         time.sleep(self.draft_s[i])
+        self.drafts[i] += 1
 
-    def verify(self, ids):
+    def verify(self, i):
         with self.lock:
             self.active_verifies += 1
             assert self.active_verifies == 1  # ONE verifier
         time.sleep(self.verify_s)
         with self.lock:
             self.active_verifies -= 1
-        self.verify_calls.append(list(ids))
-        for i in ids:
-            self.left[i] -= 1
+        self.verified.append(i)
+        self.left[i] -= 1
 
     def done(self, i):
-        return self.left[i] <= 0 or i in self.errors or i in self.cancelled
+        return self.left[i] <= 0 or i in self.errors
 
     def fail(self, i, error):
         self.errors[i] = error
 
-    def cancel(self, i):
-        self.cancelled.add(i)
 
-
-def run(work, n, batched=False, cancelled=None):
-    trace = Trace(method="fake")
-    Runner(work, list(range(n)), SchedulerConfig(batched=batched), trace, cancelled).run()
+def run(work, n, workers=8):
+    """Rounds until every branch is done, as the step engine runs them (one per step)."""
+    trace, rounds = Trace(method="fake"), FCFSRounds(work, workers)
+    active, number = list(range(n)), 0
+    while active:
+        rounds.round(active, number, trace)
+        active, number = [b for b in active if not work.done(b)], number + 1
     return trace
 
 
@@ -70,83 +72,69 @@ def test_drafting_overlaps_verification_of_another_branch(tmp_path):
     assert (tmp_path / "gantt.png").stat().st_size > 1000
 
 
-def test_fcfs_order_and_at_most_once_per_round():
+def test_fcfs_order_and_once_per_round():
     # branch 0 drafts fast, branch 2 slowly: 0 would hog the target without the rounds rule
     work = SleepyWork(rounds=[6, 6, 6], draft_s=[0.005, 0.03, 0.06], verify_s=0.02)
     trace = run(work, 3)
-    verifies = trace.of_kind("verify")
-    drafts = trace.of_kind("draft")
-    # at most once per round, and every branch once per round while all are running
+    verifies, drafts = trace.of_kind("verify"), trace.of_kind("draft")
     by_round = {}
     for v in verifies:
         by_round.setdefault(v.round, []).extend(v.branches)
-    for rnd, members in by_round.items():
-        assert len(members) == len(set(members)), (rnd, members)
-    assert all(sorted(m) == [0, 1, 2] for r, m in by_round.items() if r < 5)
-    # within a round, verification order = arrival order of the drafts
-    for rnd in by_round:
-        in_round = [v for v in verifies if v.round == rnd]
-        arrivals = [v.start - v.waits[0] for v in in_round]
+    assert sorted(by_round) == list(range(6))
+    assert all(sorted(m) == [0, 1, 2] for m in by_round.values())  # each once per round
+    for rnd in by_round:  # within a round, verification order = arrival order of the drafts
+        arrivals = [v.start - v.waits[0] for v in verifies if v.round == rnd]
         assert arrivals == sorted(arrivals)
-    assert len(drafts) == len(verifies) == 18
+    assert [v.branches[0] for v in verifies if v.round == 0] == [0, 1, 2]
+    assert len(drafts) == len(verifies) == 18 and work.drafts == [6, 6, 6]
 
 
-def test_batched_runner_verifies_a_whole_round_in_one_call():
-    work = SleepyWork(rounds=[3, 3, 2], draft_s=[0.01, 0.02, 0.04], verify_s=0.03)
-    run(work, 3, batched=True)
-    assert [sorted(c) for c in work.verify_calls] == [[0, 1, 2], [0, 1, 2], [0, 1]]
+def test_a_branch_verified_early_drafts_its_next_round_meanwhile():
+    work = SleepyWork(rounds=[3, 3], draft_s=[0.01, 0.01], verify_s=0.05)
+    trace = run(work, 2)
+    first = [v for v in trace.of_kind("verify") if v.round == 0]
+    ahead = [d for d in trace.of_kind("draft") if d.round == 1 and d.branches == first[0].branches]
+    # branch verified first in round 0 drafted round 1's draft while the other was verified
+    assert ahead[0].start < first[1].end
+    second = [v for v in trace.of_kind("verify") if v.round == 1]
+    assert second[0].branches == first[0].branches  # and is first in line in round 1
 
 
-def test_batched_runner_without_waiting_takes_whatever_is_queued():
-    work = SleepyWork(rounds=[3, 3, 3], draft_s=[0.001, 0.03, 0.03], verify_s=0.05)
-    trace = Trace(method="fake")
-    config = SchedulerConfig(batched=True, wait_for_round=False)
-    Runner(work, [0, 1, 2], config, trace).run()
-    assert work.verify_calls[0] == [0]  # branch 0 arrived alone and was not kept waiting
-    assert max(len(c) for c in work.verify_calls) >= 2
+def test_drafter_threads_are_bounded():
+    seen, lock = set(), threading.Lock()
+
+    class Counting(SleepyWork):
+        def draft(self, i):
+            with lock:
+                seen.add(threading.current_thread().name)
+            super().draft(i)
+
+    work = Counting(rounds=[2] * 12, draft_s=[0.01] * 12, verify_s=0.001)
+    run(work, 12, workers=3)
+    assert 1 <= len(seen) <= 3 and all(name.startswith("seedtree-drafter") for name in seen)
 
 
 def test_one_failing_branch_does_not_stop_the_others():
     work = SleepyWork(rounds=[3, 3, 3], draft_s=[0.01, 0.01, 0.01], fail_on=1)
-    run(work, 3)
+    trace = run(work, 3)
     assert set(work.errors) == {1} and "draft of branch 1 broke" in work.errors[1]
     assert work.left[0] == work.left[2] == 0
+    assert not any(1 in v.branches for v in trace.of_kind("verify"))
 
 
-def test_cancelled_branch_stops_consuming_target_time():
-    cancelled = set()
-    work = SleepyWork(rounds=[50, 5, 5], draft_s=[0.01, 0.01, 0.01], verify_s=0.01)
-    timer = threading.Timer(0.1, lambda: cancelled.add(0))
-    timer.start()
-    trace = run(work, 3, cancelled=cancelled)
-    timer.join()
-    assert 0 in work.cancelled and work.left[0] > 0
-    assert work.left[1] == work.left[2] == 0
-    assert sum(0 in v.branches for v in trace.of_kind("verify")) < 50
+def test_a_branch_that_leaves_between_rounds_drops_its_draft_made_ahead():
+    work = SleepyWork(rounds=[5, 5], draft_s=[0.01, 0.04], verify_s=0.02)
+    trace, rounds = Trace(method="fake"), FCFSRounds(work)
+    rounds.round([0, 1], 0, trace)
+    assert set(rounds.ahead) == {0, 1}  # both drafted their next round
+    rounds.round([1], 1, trace)  # branch 0 was aborted between the rounds
+    assert work.verified == [0, 1, 1] and set(rounds.ahead) == {1}
 
 
-def test_rounds_scheduler_plan_and_update():
-    q = FCFSQueue()
-    s = RoundsScheduler(active={0, 1, 2})
-    for b, t in ((1, 0.1), (0, 0.2)):
-        q.push(QueueItem(b, t))
-    assert [i.branch for i in s.plan(q)] == [1]  # first come, first served
-    s.update([1], [])
-    q.push(QueueItem(1, 0.3))  # 1 drafted again already: it must wait for the next round
-    assert [i.branch for i in s.plan(q)] == [0]
-    s.update([0], [])
-    assert s.plan(q) == []  # 1 waits: branch 2 has not been verified in this round
-    q.push(QueueItem(2, 0.4))
-    assert [i.branch for i in s.plan(q)] == [2]
-    s.update([2], [])
-    assert s.round == 1
-    assert [i.branch for i in s.plan(q)] == [1]
-
-
-@pytest.mark.parametrize("batched", [False, True])
-def test_trace_roundtrip(tmp_path, batched):
-    work = SleepyWork(rounds=[2, 2], draft_s=[0.01, 0.01])
-    trace = run(work, 2, batched=batched)
+@pytest.mark.parametrize("n", [1, 3])
+def test_trace_roundtrip(tmp_path, n):
+    work = SleepyWork(rounds=[2] * n, draft_s=[0.01] * n)
+    trace = run(work, n)
     trace.save(tmp_path / "t.json")
     again = Trace.load(tmp_path / "t.json")
     assert len(again.intervals) == len(trace.intervals)

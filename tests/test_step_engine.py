@@ -30,7 +30,9 @@ def drain(engine: StepEngine) -> dict:
     return results
 
 
-@pytest.mark.parametrize("method", ["seed-batched", "batched-ar", "batched-ar-cached", "sd"])
+@pytest.mark.parametrize(
+    "method", ["seed-batched", "batched-ar", "batched-ar-cached", "sd", "seed", "mcsd-seed"]
+)
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
 def test_requests_added_while_others_run_match_running_alone(pair, method, temperature):
     prompts = prompts_for(pair, 4, seed=1)
@@ -95,10 +97,11 @@ def test_batched_rounds_verify_every_branch_in_one_target_forward(pair):
         assert results[i].stats.target_forwards == results[i].stats.rounds  # no prefill forward
 
 
-def test_abort_frees_kv_and_leaves_others_unchanged(pair):
+@pytest.mark.parametrize("method", ["seed-batched", "seed"])
+def test_abort_frees_kv_and_leaves_others_unchanged(pair, method):
     prompts = prompts_for(pair, 3, seed=3)
     params = SamplingParams(max_new_tokens=40, ignore_eos=True)
-    engine = StepEngine(pair, "seed-batched")
+    engine = StepEngine(pair, method)
     for i, ids in enumerate(prompts):
         engine.add_request(i, ids, params)
     engine.step()
@@ -143,6 +146,66 @@ def test_prefix_cache_hit_gives_bit_identical_logits(pair):
     cold = KVSequence(pair.target, pair.vocab_size).forward(second, keep=len(second))
     assert torch.equal(hot, cold[len(shared) :])
     assert cache.stats.hit_tokens == len(shared)
+
+
+def test_a_prefix_shared_by_prompts_admitted_together_is_fed_once(pair):
+    """`share_prefixes`: prompts that share MIN_SHARED tokens or more get the common prefix
+    once (one forward per level) and copies of its KV, level by level; the KV equals a cold
+    prefill's (float64); a prompt that shares less, or a prefix its cache already holds, is
+    left alone."""
+    from seedtree.decoding import speculative
+    from seedtree.decoding.speculative import MIN_SHARED, share_prefixes
+
+    problem = encode(pair, "solve the problem: twelve apples at seven each, how many? ")
+    steps = problem + encode(pair, "steps: first we add them up and then ")
+    prompts = [
+        steps + encode(pair, "a thought"),
+        problem + encode(pair, "another way"),
+        steps + encode(pair, "b thought"),
+        encode(pair, "a different task altogether, nothing shared here"),
+    ]
+    assert len(steps) - len(problem) >= MIN_SHARED and len(problem) >= MIN_SHARED
+    fed = []
+    original = speculative._prefill_model
+
+    def counted(seqs, todo):
+        fed.append([len(ids) for ids in todo])
+        original(seqs, todo)
+
+    seqs = [KVSequence(pair.target, pair.vocab_size) for _ in prompts]
+    speculative._prefill_model = counted
+    try:
+        share_prefixes(seqs, prompts)
+    finally:
+        speculative._prefill_model = original
+    assert [s.length for s in seqs] == [len(steps), len(problem), len(steps), 0]
+    assert fed == [[len(problem)], [len(steps) - len(problem)]]  # one forward per level
+    for seq, ids in zip(seqs[:3], prompts[:3], strict=True):  # then the rest: a cold prefill's
+        n = seq.length
+        rest = seq.forward(ids[n:], keep=len(ids) - n)
+        cold = KVSequence(pair.target, pair.vocab_size).forward(ids, keep=len(ids))
+        assert torch.allclose(rest, cold[n:], atol=1e-10)
+    again = [KVSequence(pair.target, pair.vocab_size) for _ in range(2)]
+    again[0].forward(steps)  # holds the prefix already: nothing left worth sharing
+    share_prefixes(again, [prompts[0], prompts[2]])
+    assert [s.length for s in again] == [len(steps), 0]
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar-cached", "seed"])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_prompts_sharing_a_prefix_decode_as_alone(pair, method, temperature):
+    """A tree's value prompts (one long start, different last steps) admitted together give
+    the tokens each gives alone (and ar's at T=0)."""
+    start = encode(pair, "problem: a farmer has 12 cows and buys 7 more. steps so far: ")
+    prompts = [start + encode(pair, s) for s in ("he has 19", "12+7=19", "he sold 2")]
+    params = [SamplingParams(temperature=temperature, max_new_tokens=12, seed=5 + i)
+              for i in range(3)]  # fmt: skip
+    together = generate_many(pair, [Request(*a) for a in zip(prompts, params, strict=True)], method)
+    for ids, sp, result in zip(prompts, params, together.results, strict=True):
+        alone = generate_many(pair, [Request(ids, sp)], method).results[0]
+        assert result.token_ids == alone.token_ids
+        if temperature == 0:
+            assert result.token_ids == generate_ar(pair, ids, sp).token_ids
 
 
 def test_prefix_cache_serves_calls_and_eviction_changes_nothing(pair):
@@ -207,7 +270,7 @@ def test_bad_requests(pair):
     with pytest.raises(SeedtreeError, match="already in use"):
         engine.add_request(0, [6], SamplingParams())
     with pytest.raises(SeedtreeError, match="does not run on the step engine"):
-        StepEngine(pair, "seed")
+        StepEngine(pair, "ar")
 
 
 def test_arrivals_bench_runs_every_schedule(pair):

@@ -2,8 +2,9 @@
 
     prefill(branches)   each prompt (minus its pending token) into the draft's cache, ONE forward
                         for all (only for branches the batch plan lets draft); identical prompts
-                        are computed once, for both models; the target sees a branch's own
-                        prompt with its first verification
+                        are computed once, for both models, and so is a long prefix that prompts
+                        admitted together share (a tree's value prompts); the target sees a
+                        branch's own rest of its prompt with its first verification
     draft(branches)     q grows each branch's token tree: ONE draft forward per tree level for all
                         branches (level 0 also feeds what the draft has not seen yet; a branch
                         far behind, e.g. a prompt never prefilled, catches up in a forward of
@@ -20,6 +21,7 @@ branch fails (`run_isolated`).
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 
@@ -30,6 +32,10 @@ from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
 from seedtree.decoding.tree import LOOKUP, TokenTree, walk
+
+# a prefix shared by prompts admitted together is fed once when it is at least this long beyond
+# what their caches hold: shorter ones are not worth the forward of their own it costs
+MIN_SHARED = 32
 
 
 def _error(exc: BaseException) -> str:
@@ -74,17 +80,22 @@ def prefill(branches: list[Branch], share: bool = True) -> None:
     if it ever drafts. The target's prompt is fed with the branch's first verification (one
     forward fewer per request: the prompt and the first token tree go together) unless `share`
     finds other branches with the same prompt and cached state: then both caches are computed
-    once here and the others copy the KV (one state, many thoughts)."""
+    once here and the others copy the KV (one state, many thoughts). With `share`, distinct
+    prompts that share a prefix of `MIN_SHARED` tokens or more beyond what they hold get that
+    prefix once, copied (`share_prefixes`), in both models' caches."""
     t = time.perf_counter()
     groups: dict[tuple, list[Branch]] = {}
     for b in branches:
         key = (tuple(b.seq.tokens), b.p.length, b.q.length if b.q else -1)
         groups.setdefault(key if share else (id(b),), []).append(b)
+    if share:
+        leaders = [g[0] for g in groups.values()]
+        share_prefixes([b.p for b in leaders], [b.seq.tokens[:-1] for b in leaders])
+        drafting = [g[0] for g in groups.values() if _drafts(g)]
+        share_prefixes([b.q for b in drafting], [b.seq.tokens[:-1] for b in drafting])
     shared = [g[0] for g in groups.values() if len(g) > 1]
     _prefill_model([b.p for b in shared], [b.seq.tokens[b.p.length : -1] for b in shared])
-    drafting = [
-        g[0] for g in groups.values() if g[0].q is not None and any(b.planned_depth != 0 for b in g)
-    ]
+    drafting = [g[0] for g in groups.values() if _drafts(g)]
     _prefill_model([b.q for b in drafting], [b.seq.tokens[b.q.length : -1] for b in drafting])
     for leader, *rest in groups.values():
         for b in rest:  # KV copy: one prompt's caches into another branch
@@ -94,6 +105,54 @@ def prefill(branches: list[Branch], share: bool = True) -> None:
     elapsed = time.perf_counter() - t
     for b in branches:
         b.stats.prefill_s += elapsed / len(branches)
+
+
+def _drafts(group: list[Branch]) -> bool:
+    """Whether a group of branches with one prompt needs the prompt in the draft's cache."""
+    return group[0].q is not None and any(b.planned_depth != 0 for b in group)
+
+
+def _common(a: list[int], b: list[int]) -> int:
+    """The length of the longest common prefix of a and b."""
+    n = min(len(a), len(b))
+    return next((i for i in range(n) if a[i] != b[i]), n)
+
+
+def share_prefixes(seqs: list[KVSequence], prompts: list[list[int]]) -> None:
+    """Prompts admitted together that share a prefix longer than what their caches hold (by
+    `MIN_SHARED` tokens or more): the prefix is fed once, into one of them, and the others copy
+    its KV; the rests are fed as before. Level by level: sorted prompts are cut into runs whose
+    common prefix is that much longer than any member holds; each run of two or more gets its
+    common prefix (ONE forward for every run of a level); the runs are then cut again past it
+    (prompts that share even more, e.g. a tree's value prompts under one problem), until no
+    run is left."""
+    runs = [sorted(range(len(seqs)), key=lambda i: prompts[i])] if len(seqs) > 1 else []
+    while found := [cut for run in runs for cut in _runs(run, seqs, prompts)]:  # (run, common)
+        feeds = [prompts[run[0]][seqs[run[0]].length : common] for run, common in found]
+        _prefill_model([seqs[run[0]] for run, _ in found], feeds)
+        for run, _ in found:
+            for i in run[1:]:  # KV copy: the common prefix into the others
+                seqs[i].copy_from(seqs[run[0]])
+        runs = [run for run, _ in found]
+
+
+def _runs(order: list[int], seqs: list[KVSequence], prompts: list[list[int]]):
+    """`order` (sorted prompts) cut into runs whose common prefix is `MIN_SHARED` tokens or
+    more longer than any member's cache: those of two or more, each with that prefix's length
+    (in sorted order, the common prefix of a run is the least one of neighbours)."""
+    out: list[tuple[list[int], int]] = []
+    run, common, held = [order[0]], len(prompts[order[0]]), seqs[order[0]].length
+    for prev, i in itertools.pairwise(order):
+        n = min(common, _common(prompts[prev], prompts[i]))
+        if n - max(held, seqs[i].length) >= MIN_SHARED:
+            run, common, held = [*run, i], n, max(held, seqs[i].length)
+            continue
+        if len(run) > 1:
+            out.append((run, common))
+        run, common, held = [i], len(prompts[i]), seqs[i].length
+    if len(run) > 1:
+        out.append((run, common))
+    return out
 
 
 # -- draft --------------------------------------------------------------------------------------

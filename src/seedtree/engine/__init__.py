@@ -1,6 +1,7 @@
 """The engine: THE engine object (`LLMEngine`: one per process, every front door its client),
 the method registry, the step engine (add_request / step / abort; continuous batching; prefix
-cache; batch-aware adaptive speculation), SEED's paper mode, and `generate_many`."""
+cache; batch-aware adaptive speculation; SEED's paper mode as FCFS rounds), and
+`generate_many`."""
 
 from seedtree.decoding.branch import Request
 from seedtree.decoding.lookup import LookupIndex

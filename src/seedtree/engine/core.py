@@ -16,8 +16,8 @@ trees. It also holds the one rule each for encoding (chat template) and for samp
 The thread: take new jobs and aborts (under a lock), one `StepEngine.step()`, hand every
 `RequestOutput` to its job's sink; sleep on a condition while there is nothing to do. Methods that
 do not run on the step engine run on the same thread: `ar` and `hf-assisted` request after
-request, SEED's paper mode (`seed`, `mcsd-seed`) as the FCFS rounds of its drafter threads over
-the requests that arrived together. The engine knows nothing about HTTP, Ray, tasks or trees.
+request. SEED's paper mode (`seed`, `mcsd-seed`) is a schedule of the step engine (FCFS rounds of
+drafter threads, `scheduling.fcfs`). The engine knows nothing about HTTP, Ray, tasks or trees.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from seedtree.decoding.adaptive import CostModel
 from seedtree.decoding.ar import generate_ar
-from seedtree.decoding.branch import Branch, Request
+from seedtree.decoding.branch import Request
 from seedtree.decoding.hf import generate_hf_assisted
 from seedtree.decoding.lookup import LookupIndex
 from seedtree.decoding.params import SamplingParams, SpecConfig
@@ -40,13 +40,11 @@ from seedtree.decoding.result import DecodeStats, GenerationResult
 from seedtree.decoding.sampling import derive_seed
 from seedtree.engine import costs as cost_model
 from seedtree.engine.methods import Method, get_method
-from seedtree.engine.paper import run_seed
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.engine.reads import Read, ReadCache, read
-from seedtree.engine.step import MAX_RUNNING, RequestOutput, StepEngine, check_prompt
+from seedtree.engine.step import MAX_RUNNING, STEPPED, RequestOutput, StepEngine, check_prompt
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair, encode_prompt, has_chat_template
-from seedtree.scheduling.runner import SchedulerConfig
 from seedtree.scheduling.trace import Trace
 
 T = TypeVar("T")
@@ -150,14 +148,12 @@ class LLMEngine:
         max_running: int = MAX_RUNNING,
         max_queued: int | None = None,
         costs: CostModel | None = None,
-        scheduler: SchedulerConfig | None = None,
         admit_window_s: float = ADMIT_WINDOW_S,
     ) -> None:
         """`prefix_cache`: an earlier engine's (an `LLM` that switches methods keeps its KV),
         else a new one of `cache_mb`. `max_queued`: requests waiting beyond the running ones
         (None: no limit; `submit_jobs` raises `QueueFull` past it). `costs`: the cost model
         (None: measured on the engine thread before its first step, for methods that plan).
-        `scheduler`: SEED's paper mode's threads (`scheduling.SchedulerConfig`).
         `admit_window_s`: how long an idle engine woken by a request waits for the requests
         sent with it (0 for a one-off engine that is handed all its requests at once)."""
         self.pair = pair
@@ -167,7 +163,7 @@ class LLMEngine:
         self.lookup = LookupIndex() if self.spec.lookup else None
         self.chat_template = has_chat_template(pair)
         self.costs = costs
-        self.scheduler, self.admit_window_s = scheduler, admit_window_s
+        self.admit_window_s = admit_window_s
         self.max_running = max_running
         self.step_engine = self._new_step_engine() if self._stepped else None
         running = self.step_engine.max_running if self.step_engine else 1
@@ -175,8 +171,6 @@ class LLMEngine:
         self._cond = threading.Condition()
         self._inbox: list[Job] = []
         self._aborts: list[Hashable] = []
-        self._seed_branches: dict[Hashable, int] = {}  # SEED's paper mode: requests in flight
-        self._seed_cancelled: set[int] = set()
         self._reads: list[tuple[list[Read], ReadCache | None, Future]] = []  # `tail_logprobs`
         self._sinks: dict[Hashable, Sink] = {}  # engine thread only
         self._pending = 0  # requests submitted and not finished (under the lock)
@@ -187,7 +181,7 @@ class LLMEngine:
 
     @property
     def _stepped(self) -> bool:
-        return self.method.schedule in ("serial", "batched")
+        return self.method.schedule in STEPPED
 
     def _new_step_engine(self) -> StepEngine:
         engine = StepEngine(
@@ -256,8 +250,6 @@ class LLMEngine:
     def abort(self, request_id: Hashable) -> None:
         """The request leaves at the next step (finish_reason "cancelled"); its KV is freed."""
         with self._cond:
-            if request_id in self._seed_branches:  # SEED's runner polls this set
-                self._seed_cancelled.add(self._seed_branches[request_id])
             self._aborts.append(request_id)
             self._cond.notify()
 
@@ -445,18 +437,14 @@ class LLMEngine:
 
     # -- methods that do not run on the step engine -----------------------------------------------
     def _run_unstepped(self, jobs: list[Job], aborts: list[Hashable]) -> None:
-        """`ar` / `hf-assisted`: request after request; SEED's paper mode: the requests that
-        arrived together, in FCFS rounds of its drafter threads. An abort that arrives before a
-        request starts cancels it (its result is empty); a request that fails gets its error."""
+        """`ar` / `hf-assisted`: request after request. An abort that arrives before a request
+        starts cancels it (its result is empty); a request that fails gets its error."""
         gone = set(aborts)
         live = [j for j in jobs if j.request_id not in gone]
         for job in (j for j in jobs if j.request_id in gone):
             stats = DecodeStats(method=self.method.name)
             self._finish(job, GenerationResult([], "", "cancelled", stats))
         if not live:
-            return
-        if self.method.schedule == "threads":
-            self._run_seed(live)
             return
         decode = generate_ar if self.method.schedule == "reference" else generate_hf_assisted
         for job in live:
@@ -470,32 +458,6 @@ class LLMEngine:
                 shift = start - trace.t0
                 trace.add("decode", [job.branch], shift, time.perf_counter() - trace.t0)
             self._finish(job, result)
-
-    def _run_seed(self, jobs: list[Job]) -> None:
-        shape = self.method.shape(self.spec)
-        branches = [
-            Branch(i, self.pair, Request(j.prompt_ids, j.params), self.spec, shape,
-                   self.method.name)
-            for i, j in enumerate(jobs)
-        ]  # fmt: skip
-        if self.lookup is not None and shape:
-            for b in branches:
-                b.attach_lookup(self.lookup)
-        trace = jobs[0].trace or Trace(method=self.method.name)
-        with self._cond:
-            self._seed_branches = {job.request_id: i for i, job in enumerate(jobs)}
-            self._seed_cancelled = set()
-        try:
-            run_seed(branches, trace, self.scheduler, self._seed_cancelled)
-        except Exception as exc:  # the runner itself failed: every request gets the error
-            for job in jobs:
-                self._refuse(job, exc)
-            return
-        finally:
-            with self._cond:
-                self._seed_branches = {}
-        for job, b in zip(jobs, branches, strict=True):
-            self._finish(job, b.result())
 
     def _finish(self, job: Job, result: GenerationResult) -> None:
         ids = list(result.token_ids)

@@ -19,7 +19,6 @@ from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.engine.step import check_prompt
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
-from seedtree.scheduling.runner import SchedulerConfig
 from seedtree.scheduling.trace import Trace
 
 
@@ -54,7 +53,6 @@ def generate_many(
     requests: list[Request],
     method: str = "seed-batched",
     spec: SpecConfig | None = None,
-    scheduler: SchedulerConfig | None = None,
     cancelled: set[int] | None = None,
     prefix_cache: PrefixCache | None = None,
 ) -> ManyResult:
@@ -67,9 +65,7 @@ def generate_many(
         raise SeedtreeError("no requests: pass at least one prompt")
     for r in requests:
         check_prompt(pair, r.prompt_ids)
-    engine = LLMEngine(
-        pair, method, spec, prefix_cache=prefix_cache, scheduler=scheduler, admit_window_s=0.0
-    )
+    engine = LLMEngine(pair, method, spec, prefix_cache=prefix_cache, admit_window_s=0.0)
     try:
         return run_many(engine, requests, cancelled)
     finally:

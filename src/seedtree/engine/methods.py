@@ -7,8 +7,9 @@ Read by the CLI, `LLM`, the search and the benchmarks; nothing else compares met
              batched    the step engine: every running branch drafts (one batched draft forward
                         per draft step) and is verified in ONE target forward per round;
                         requests join and leave between rounds (continuous batching)
-             threads    SEED as in the paper: a drafter thread per branch, one verifier, an FCFS
-                        queue, rounds (each branch verified at most once per round)
+             threads    SEED as in the paper, on the step engine: each round drafter threads
+                        (at most 8) draft every branch and ONE verifier takes the drafts one at a
+                        time, first come first served (`scheduling.fcfs`)
              hf         transformers' assisted generation, request after request (a peer)
   draft      none (plain decoding) | chain (gamma tokens) | tree (MCSD's k_config)
   prefix_cache   KV of prompt prefixes kept across requests and calls

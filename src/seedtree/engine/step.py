@@ -21,7 +21,9 @@ A greedy request identical to one in flight (same prompt and settings) does not 
 it *follows* that request's branch and gets each token it commits (`SpecConfig.dedup`; batched
 methods). Aborting the request a branch decodes for leaves the branch running for its followers.
 The engine knows nothing about HTTP, tasks or trees. `schedule="serial"` methods run one request
-at a time (max_running 1) on the same code.
+at a time (max_running 1) on the same code. `schedule="threads"` (SEED as in the paper: `seed`,
+`mcsd-seed`) replaces 2) and 3) by one FCFS round (`scheduling.fcfs`): drafter threads draft each
+branch, the target verifies the drafts one at a time in the order they are ready.
 """
 
 from __future__ import annotations
@@ -43,9 +45,11 @@ from seedtree.engine.methods import Method, get_method
 from seedtree.engine.prefix_cache import PrefixCache
 from seedtree.errors import SeedtreeError
 from seedtree.models.loader import ModelPair
+from seedtree.scheduling.fcfs import FCFSRounds
 from seedtree.scheduling.trace import Trace
 
 MAX_RUNNING = 64  # branches decoded together at most; more requests wait their turn
+STEPPED = ("serial", "batched", "threads")  # the schedules the step engine runs
 
 
 @dataclass
@@ -98,12 +102,16 @@ class StepEngine:
         measured costs; with them (and `spec.policy == "batch"`) each round's draft depths are
         planned for the whole batch (`adaptive.plan_depths`), else branch by branch."""
         self.method = method if isinstance(method, Method) else get_method(method)
-        if self.method.schedule not in ("serial", "batched"):
+        if self.method.schedule not in STEPPED:
             raise SeedtreeError(f"method '{self.method.name}' does not run on the step engine")
         self.pair, self.spec = pair, spec or SpecConfig()
         self.shape = self.method.shape(self.spec)
         self.widths = tuple(itertools.accumulate(self.shape, lambda a, b: a * b))  # nodes/depth
-        self.costs = costs if self.spec.adaptive and self.spec.policy == "batch" else None
+        # the batch plan prices one verification of the batch; FCFS rounds verify branch by
+        # branch, each branch's draft length its own (SEED's drafter threads)
+        threads = self.method.schedule == "threads"
+        plan = self.spec.adaptive and self.spec.policy == "batch" and not threads
+        self.costs = costs if plan else None
         self.cache = prefix_cache if self.method.prefix_cache else None
         self.lookup = None
         if self.spec.lookup and self.shape:
@@ -111,6 +119,7 @@ class StepEngine:
         self.max_running = 1 if self.method.schedule == "serial" else max_running
         self.dedup = self.spec.dedup and self.method.schedule == "batched"
         self.trace = trace or Trace(method=self.method.name)
+        self.fcfs = FCFSRounds(_BranchWork()) if threads else None  # SEED's paper mode
         self.waiting: deque[Branch] = deque()
         self.running: list[Branch] = []
         # requests in flight (a finished request is forgotten once its last output is out, so a
@@ -240,29 +249,15 @@ class StepEngine:
         reported = {b.index for b in active}
         if active:
             before = {b.index: len(b.seq.generated) for b in active}
-            if self.shape:
-                t = self.trace.now()
-                self._plan(active)
-                speculative.draft(active)
-                self._cache_caught_up()
-                drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
-                if drafting:
-                    self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
-            t = self.trace.now()
-            counts = [(b.stats.accepted, b.stats.lookup_accepted) for b in active]
-            speculative.verify(active)
+            if self.fcfs is not None:
+                self.fcfs.work.branches = {b.index: b for b in active}
+                self.fcfs.round([b.index for b in active], self.rounds, self.trace)
+            else:
+                self._round(active)
             for b, prompt in self.unseen_prompts:  # the target has seen them now
                 if b.p.length >= len(prompt):
                     self.cache.insert(prompt, b.p, None)
             self.unseen_prompts = []
-            ids = [b.index for b in active]
-            accepted = [  # per branch this round: (from the model, from lookup)
-                (b.stats.accepted - a - (b.stats.lookup_accepted - k), b.stats.lookup_accepted - k)
-                for b, (a, k) in zip(active, counts, strict=True)
-            ]
-            self.trace.add(
-                "verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids), accepted
-            )
             self.rounds += 1
             outputs += [o for b in active for o in self._update(b, before[b.index])]
         for b in [b for b in self.running if b.done]:
@@ -271,6 +266,27 @@ class StepEngine:
             if b.index not in reported:  # failed before its first round
                 outputs += self._finished(b)
         return outputs
+
+    def _round(self, active: list[Branch]) -> None:
+        """Every branch drafts (one batched draft forward per draft step), ONE target forward
+        verifies them all."""
+        if self.shape:
+            t = self.trace.now()
+            self._plan(active)
+            speculative.draft(active)
+            self._cache_caught_up()
+            drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
+            if drafting:
+                self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
+        t = self.trace.now()
+        counts = [(b.stats.accepted, b.stats.lookup_accepted) for b in active]
+        speculative.verify(active)
+        ids = [b.index for b in active]
+        accepted = [  # per branch this round: (from the model, from lookup)
+            (b.stats.accepted - a - (b.stats.lookup_accepted - k), b.stats.lookup_accepted - k)
+            for b, (a, k) in zip(active, counts, strict=True)
+        ]
+        self.trace.add("verify", ids, t, self.trace.now(), self.rounds, [0.0] * len(ids), accepted)
 
     def _plan(self, active: list[Branch]) -> None:
         """This round's draft depth of every branch, planned for the batch (batch policy)."""
@@ -377,6 +393,25 @@ class StepEngine:
             f.sent = len(ids)
             outputs.append(out)
         return outputs
+
+
+class _BranchWork:
+    """The `Work` FCFS rounds drive: the step engine's running branches, by index."""
+
+    def __init__(self) -> None:
+        self.branches: dict[int, Branch] = {}  # this round's, set by the engine before it
+
+    def draft(self, index: int) -> None:
+        speculative.draft([self.branches[index]])
+
+    def verify(self, index: int) -> None:
+        speculative.verify([self.branches[index]])
+
+    def done(self, index: int) -> bool:
+        return self.branches[index].done
+
+    def fail(self, index: int, error: str) -> None:
+        self.branches[index].fail(error)
 
 
 def _copy_result(result: GenerationResult, wall_s: float) -> GenerationResult:

@@ -1,7 +1,7 @@
-"""Scheduling without models: the FCFS queue, SEED's rounds rule, the drafter/verifier runner,
-timeline traces. The engine (`seedtree.engine`) drives these over real branches."""
+"""Scheduling without models: SEED's FCFS rounds of drafter threads and one verifier (`fcfs`),
+timeline traces. The step engine (`seedtree.engine.step`) drives the rounds over real branches."""
 
-from seedtree.scheduling.runner import Runner, SchedulerConfig
+from seedtree.scheduling.fcfs import FCFSRounds
 from seedtree.scheduling.trace import Trace, save_gantt
 
-__all__ = ["Runner", "SchedulerConfig", "Trace", "save_gantt"]
+__all__ = ["FCFSRounds", "Trace", "save_gantt"]
