@@ -234,6 +234,25 @@ def test_the_seeding_rule():
 CPU = CostModel(a=0.25, b=0.002, e=0.0, d0=0.06, d1=0.004)  # a memory-bound CPU's shape
 
 
+def test_only_methods_with_one_verification_per_round_plan_the_batch(pair):
+    """The batch plan prices one target forward over the batch: `seed-batched` and `sd` plan
+    with the engine's costs; SEED's FCFS rounds (one verification per branch) keep each
+    branch's own draft length, and the engine measures nothing for them."""
+    for method, plans in (
+        ("seed-batched", True),
+        ("sd", True),
+        ("seed", False),
+        ("mcsd-seed", False),
+    ):
+        engine = LLMEngine(pair, method, costs=CPU)
+        assert engine.step_engine.plans is plans and (engine.step_engine.costs is CPU) is plans
+        engine.close()
+    engine = LLMEngine(pair, "seed")
+    run = engine.generate([Request([5, 9, 11], SamplingParams(max_new_tokens=4))])
+    assert run[0][0].error is None and engine.costs is None and engine.step_engine.costs is None
+    engine.close()
+
+
 def test_a_lone_branch_that_is_often_right_drafts_deep():
     assert plan_depths([0.9], (1,) * 4, CPU, 100) == [4]
 

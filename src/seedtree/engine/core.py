@@ -361,13 +361,13 @@ class LLMEngine:
 
     def _measure_costs(self) -> None:
         """The cost model, once, on this thread (its torch ops belong to the engine's team)."""
-        planned = self.spec.adaptive and self.spec.policy == "batch" and self.method.draft != "none"
-        if self.costs is None and self._stepped and planned:
+        engine = self.step_engine
+        if self.costs is None and engine is not None and engine.plans and engine.shape:
             try:
                 self.costs = cost_model.measure(self.pair)
             except Exception:  # e.g. a context too short for the probe: plan branch by branch
                 return
-            self.step_engine.costs = self.costs
+            engine.costs = self.costs
 
     def _turn(self, jobs: list[Job], aborts: list[Hashable], stopping: bool) -> bool:
         """New jobs join, aborts leave, one step; False once stopped with nothing left."""

@@ -110,8 +110,8 @@ class StepEngine:
         # the batch plan prices one verification of the batch; FCFS rounds verify branch by
         # branch, each branch's draft length its own (SEED's drafter threads)
         threads = self.method.schedule == "threads"
-        plan = self.spec.adaptive and self.spec.policy == "batch" and not threads
-        self.costs = costs if plan else None
+        self.plans = self.spec.adaptive and self.spec.policy == "batch" and not threads
+        self.costs = costs if self.plans else None
         self.cache = prefix_cache if self.method.prefix_cache else None
         self.lookup = None
         if self.spec.lookup and self.shape:
