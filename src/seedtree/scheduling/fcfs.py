@@ -74,7 +74,8 @@ class FCFSRounds:
             self.work.draft(b)
         except Exception as exc:  # isolation: this branch fails, the others go on
             self.work.fail(b, _error(exc))
-        put((b, start, self.trace.now()))
+        finally:  # whatever happened, the verifier waiting for it hears of it
+            put((b, start, self.trace.now()))
 
     def _keep_ahead(self, item: tuple[int, float, float]) -> None:
         b, start, end = item
