@@ -35,6 +35,15 @@ def chain(n: int) -> list[int]:
     return list(range(-1, n - 1))
 
 
+def common_length(sequences: list[list[int]]) -> int:
+    """The length of the longest prefix every one of `sequences` starts with."""
+    shortest = min(map(len, sequences))
+    for i in range(shortest):
+        if any(s[i] != sequences[0][i] for s in sequences[1:]):
+            return i
+    return shortest
+
+
 def batch_cache(seqs: list[KVSequence], l_max: int) -> DynamicCache:
     """Left-aligned, zero-padded copy of every sequence's cache: per layer [B, H, L_max, D]."""
     model = seqs[0].model

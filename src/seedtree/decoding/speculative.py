@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from seedtree.decoding.batch import RaggedBatch, chain
+from seedtree.decoding.batch import RaggedBatch, chain, common_length
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
@@ -112,12 +112,6 @@ def _drafts(group: list[Branch]) -> bool:
     return group[0].q is not None and any(b.planned_depth != 0 for b in group)
 
 
-def _common(a: list[int], b: list[int]) -> int:
-    """The length of the longest common prefix of a and b."""
-    n = min(len(a), len(b))
-    return next((i for i in range(n) if a[i] != b[i]), n)
-
-
 def share_prefixes(seqs: list[KVSequence], prompts: list[list[int]]) -> None:
     """Prompts admitted together that share a prefix longer than what their caches hold (by
     `MIN_SHARED` tokens or more): the prefix is fed once, into one of them, and the others copy
@@ -126,7 +120,7 @@ def share_prefixes(seqs: list[KVSequence], prompts: list[list[int]]) -> None:
     common prefix (ONE forward for every run of a level); the runs are then cut again past it
     (prompts that share even more, e.g. a tree's value prompts under one problem), until no
     run is left."""
-    runs = [sorted(range(len(seqs)), key=lambda i: prompts[i])] if len(seqs) > 1 else []
+    runs = [sorted(range(len(seqs)), key=lambda i: prompts[i])] if seqs else []
     while found := [cut for run in runs for cut in _runs(run, seqs, prompts)]:  # (run, common)
         feeds = [prompts[run[0]][seqs[run[0]].length : common] for run, common in found]
         _prefill_model([seqs[run[0]] for run, _ in found], feeds)
@@ -143,7 +137,7 @@ def _runs(order: list[int], seqs: list[KVSequence], prompts: list[list[int]]):
     out: list[tuple[list[int], int]] = []
     run, common, held = [order[0]], len(prompts[order[0]]), seqs[order[0]].length
     for prev, i in itertools.pairwise(order):
-        n = min(common, _common(prompts[prev], prompts[i]))
+        n = min(common, common_length([prompts[prev], prompts[i]]))
         if n - max(held, seqs[i].length) >= MIN_SHARED:
             run, common, held = [*run, i], n, max(held, seqs[i].length)
             continue

@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import torch
 
-from seedtree.decoding.batch import RaggedBatch, chain
+from seedtree.decoding.batch import RaggedBatch, chain, common_length
 from seedtree.decoding.kv import KVSequence
 from seedtree.models.loader import ModelPair
 
@@ -46,7 +46,7 @@ class ReadCache:
         number of tokens fed."""
         if self.kv is None or self.kv.model is not pair.target:
             self.kv, self.ids = KVSequence(pair.target, pair.vocab_size), []
-        keep = _common_length([self.ids, shared])
+        keep = common_length([self.ids, shared])
         if keep == 0:
             self.kv.reset()
         else:
@@ -72,7 +72,7 @@ def read(pair: ModelPair, sequences: list[Read], cache: ReadCache | None = None)
 
 def _read(pair: ModelPair, sequences: list[Read], cache: ReadCache) -> Reads:
     limit = min(len(ids) - n for ids, n in sequences)  # every row keeps >= n tokens to feed
-    shared = sequences[0][0][: min(limit, _common_length([s for s, _ in sequences]))]
+    shared = sequences[0][0][: min(limit, common_length([s for s, _ in sequences]))]
     kv, fed = cache.hold(pair, shared)
     start, forwards = kv.length, int(fed > 0)
     out = []
@@ -87,11 +87,3 @@ def _read(pair: ModelPair, sequences: list[Read], cache: ReadCache) -> Reads:
         forwards += 1
         fed += sum(len(ids) - start for ids, _ in chunk)
     return Reads(out, forwards, fed)
-
-
-def _common_length(sequences: list[list[int]]) -> int:
-    shortest = min(map(len, sequences))
-    for i in range(shortest):
-        if any(s[i] != sequences[0][i] for s in sequences[1:]):
-            return i
-    return shortest
