@@ -237,7 +237,8 @@ CPU = CostModel(a=0.25, b=0.002, e=0.0, d0=0.06, d1=0.004)  # a memory-bound CPU
 def test_only_methods_with_one_verification_per_round_plan_the_batch(pair):
     """The batch plan prices one target forward over the batch: `seed-batched` and `sd` plan
     with the engine's costs; SEED's FCFS rounds (one verification per branch) keep each
-    branch's own draft length, and the engine measures nothing for them."""
+    branch's own draft length. The engine measures costs where it plans or runs many requests
+    at once (they price the split of prompt reads); `sd`'s fixed policy needs none."""
     for method, plans in (
         ("seed-batched", True),
         ("sd", True),
@@ -245,12 +246,18 @@ def test_only_methods_with_one_verification_per_round_plan_the_batch(pair):
         ("mcsd-seed", False),
     ):
         engine = LLMEngine(pair, method, costs=CPU)
-        assert engine.step_engine.plans is plans and (engine.step_engine.costs is CPU) is plans
+        assert engine.step_engine.plans is plans and engine.step_engine.costs is CPU
         engine.close()
-    engine = LLMEngine(pair, "seed")
-    run = engine.generate([Request([5, 9, 11], SamplingParams(max_new_tokens=4))])
-    assert run[0][0].error is None and engine.costs is None and engine.step_engine.costs is None
-    engine.close()
+    for method, spec, measured in (
+        ("seed", None, True),
+        ("batched-ar-cached", None, True),
+        ("sd", SpecConfig(policy="fixed"), False),
+    ):
+        engine = LLMEngine(pair, method, spec)
+        run = engine.generate([Request([5, 9, 11], SamplingParams(max_new_tokens=4))])
+        assert run[0][0].error is None
+        assert (engine.costs is not None) is measured and engine.step_engine.costs is engine.costs
+        engine.close()
 
 
 def test_a_lone_branch_that_is_often_right_drafts_deep():
@@ -347,6 +354,8 @@ def test_the_cost_model_is_measured_at_start_up(pair, measured_costs):
     fixed = LLMEngine(pair, "seed-batched", SpecConfig(gamma=2, policy="fixed"))
     try:
         fixed.submit([5, 6, 7], SamplingParams(max_new_tokens=3)).result(timeout=60)
-        assert fixed.step_engine.costs is None  # branch by branch, at the fixed c
+        # measured (they price the split of prompt reads), but drafts go branch by branch
+        assert fixed.step_engine.costs is fixed.costs is not None
+        assert not fixed.step_engine.plans
     finally:
         fixed.close()

@@ -10,7 +10,8 @@ from conftest import encode
 from test_engines import chi2_pvalue, target_marginals
 
 from seedtree.decoding import SamplingParams, SpecConfig, generate_ar
-from seedtree.decoding.adaptive import AcceptanceEstimate, best_gamma
+from seedtree.decoding.adaptive import AcceptanceEstimate, CostModel, best_gamma
+from seedtree.decoding.batch import width_groups
 from seedtree.decoding.kv import KVSequence
 from seedtree.engine import PrefixCache, Request, StepEngine, generate_many
 from seedtree.errors import SeedtreeError
@@ -168,9 +169,9 @@ def test_a_prefix_shared_by_prompts_admitted_together_is_fed_once(pair):
     fed = []
     original = speculative._prefill_model
 
-    def counted(seqs, todo):
+    def counted(seqs, todo, price=None):
         fed.append([len(ids) for ids in todo])
-        original(seqs, todo)
+        original(seqs, todo, price)
 
     seqs = [KVSequence(pair.target, pair.vocab_size) for _ in prompts]
     speculative._prefill_model = counted
@@ -206,6 +207,86 @@ def test_prompts_sharing_a_prefix_decode_as_alone(pair, method, temperature):
         assert result.token_ids == alone.token_ids
         if temperature == 0:
             assert result.token_ids == generate_ar(pair, ids, sp).token_ids
+
+
+def test_width_groups_is_the_cheapest_split():
+    """`width_groups` against every partition of up to 6 rows (brute force), on random widths
+    and costs: never dearer; a long row beside short ones goes apart only where a forward is
+    cheaper than the padding it saves."""
+    rng = random.Random(3)
+
+    def partitions(items):
+        if not items:
+            yield []
+            return
+        first, rest = items[0], items[1:]
+        for part in partitions(rest):
+            yield [[first], *part]
+            for i in range(len(part)):
+                yield [*part[:i], [first, *part[i]], *part[i + 1 :]]
+
+    for _ in range(60):
+        widths = [rng.choice([1, 2, 5, 20, 80, 130]) for _ in range(rng.randint(1, 6))]
+        a, b = rng.choice([0.01, 0.2, 5.0]), rng.choice([0.001, 0.01])
+
+        def cost(rows, width, a=a, b=b):
+            return a + b * rows * width
+
+        def total(groups, cost=cost, widths=widths):
+            return sum(cost(len(g), max(widths[i] for i in g)) for g in groups)
+
+        groups = width_groups(widths, cost)
+        assert sorted(i for g in groups for i in g) == list(range(len(widths)))
+        cheapest = min(total(p) for p in partitions(list(range(len(widths)))))
+        assert total(groups) <= cheapest + 1e-12
+    assert width_groups([130, 40, 40, 40], lambda rows, width: 20 + rows * width) == [
+        [1, 2, 3],
+        [0],
+    ]
+    assert width_groups([130, 40, 40, 40], lambda rows, width: 1000 + rows * width) == [
+        [1, 2, 3, 0]
+    ]
+
+
+ROWS_DEAR = CostModel(a=0.01, b=0.004, e=0.0, d0=0.002, d1=0.001)  # padding dearer than a forward
+
+
+@pytest.mark.parametrize("method", ["seed-batched", "batched-ar-cached", "seed"])
+@pytest.mark.parametrize("temperature", [0.0, 0.8])
+def test_prompts_of_very_different_lengths_are_read_apart(pair, method, temperature, monkeypatch):
+    """With the measured costs, a long prompt admitted beside short ones is read in forwards of
+    its own where padding every row to it costs more (fewer padded row-tokens than without
+    costs), and every request gives the tokens it gives alone (ar's at T=0)."""
+    from seedtree.decoding import batch
+
+    prompts = [
+        encode(pair, "a long problem: a farmer has twelve cows, buys seven more and sells two"),
+        *(encode(pair, s) for s in ("ab", "cd e", "fgh")),
+    ]
+    params = [SamplingParams(temperature=temperature, max_new_tokens=10, seed=3 + i)
+              for i in range(len(prompts))]  # fmt: skip
+    padded = []
+    forward = batch.RaggedBatch.forward
+
+    def counted(self, feeds, *args, **kwargs):
+        padded.append(len(self.seqs) * max(len(ids) for ids, _ in feeds.values()))
+        return forward(self, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(batch.RaggedBatch, "forward", counted)
+    runs = {}
+    for costs in (None, ROWS_DEAR):
+        engine = StepEngine(pair, method, SpecConfig(gamma=3), PrefixCache(64), costs=costs)
+        for i, (ids, sp) in enumerate(zip(prompts, params, strict=True)):
+            engine.add_request(i, ids, sp)
+        padded.clear()
+        results = drain(engine)
+        runs[costs] = ([results[i].token_ids for i in range(len(prompts))], sum(padded))
+    assert runs[ROWS_DEAR][0] == runs[None][0]
+    assert runs[ROWS_DEAR][1] < runs[None][1]
+    for ids, sp, tokens in zip(prompts, params, runs[ROWS_DEAR][0], strict=True):
+        assert tokens == generate_many(pair, [Request(ids, sp)], method).results[0].token_ids
+        if temperature == 0:
+            assert tokens == generate_ar(pair, ids, sp).token_ids
 
 
 def test_prefix_cache_serves_calls_and_eviction_changes_nothing(pair):

@@ -91,6 +91,11 @@ class CostModel:
     def draft(self, rows: int) -> float:
         return self.d0 + self.d1 * rows if rows else 0.0
 
+    def draft_chain(self, rows: int, width: int, context: int = 0) -> float:
+        """A draft forward feeding each row `width` tokens (a prefill, a catch-up): the draft
+        step's per-row cost taken per row-token (its context is not priced)."""
+        return self.d0 + self.d1 * rows * width
+
 
 def plan_depths(
     alphas: list[float],  # [branches] each branch's running acceptance estimate

@@ -18,6 +18,8 @@ When the caller is done, `commit(row, nodes)` hands the row the keys/values of t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
@@ -42,6 +44,29 @@ def common_length(sequences: list[list[int]]) -> int:
         if any(s[i] != sequences[0][i] for s in sequences[1:]):
             return i
     return shortest
+
+
+def width_groups(widths: list[int], cost: Callable[[int, int], float]) -> list[list[int]]:
+    """Rows to feed in separate forwards so that padding costs least. A batch pads every row to
+    its widest, so one long prompt beside short ones multiplies their forward, while each
+    forward more costs its fixed part again. `widths`: new tokens per row; `cost(rows, width)`:
+    seconds of one forward of that many rows padded to `width` (the measured cost model).
+    Returns row indices grouped by width (an optimal partition is contiguous in width order:
+    O(n^2) dynamic programme over the sorted rows), the fewest forwards among equal costs."""
+    order = sorted(range(len(widths)), key=lambda i: (widths[i], i))
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: the cheapest split of order[:j]
+    cut = [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        widest = widths[order[j - 1]]
+        for i in range(j):  # order[i:j] as one forward
+            total = best[i] + cost(j - i, widest)
+            if total < best[j]:
+                best[j], cut[j] = total, i
+    groups, j = [], len(order)
+    while j:
+        groups.append(order[cut[j] : j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def batch_cache(seqs: list[KVSequence], l_max: int) -> DynamicCache:

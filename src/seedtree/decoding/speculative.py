@@ -16,7 +16,9 @@
 Serial SD is `draft([b]); verify([b])` (the step engine with one request at a time); SEED's
 drafter threads call `draft([b])` and its verifier `verify([...])`; the step engine calls both
 on every running branch. A batch that fails is redone branch by branch, so only a failing
-branch fails (`run_isolated`).
+branch fails (`run_isolated`). Given the measured `CostModel`, rows that read prompts of very
+different lengths are fed in the forwards that cost least (`batch.width_groups`): a batch pads
+every row to its widest.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from collections.abc import Callable
 
 import torch
 
-from seedtree.decoding.batch import RaggedBatch, chain, common_length
+from seedtree.decoding.adaptive import CostModel
+from seedtree.decoding.batch import RaggedBatch, chain, common_length, width_groups
 from seedtree.decoding.branch import Branch
 from seedtree.decoding.kv import KVSequence
 from seedtree.decoding.sampling import probs_from_logits
@@ -61,19 +64,41 @@ def run_isolated(step: Callable[[list[Branch]], None], branches: list[Branch]) -
             b.fail(_error(exc))
 
 
-# -- prefill ------------------------------------------------------------------------------------
-def _prefill_model(seqs: list[KVSequence], todo: list[list[int]]) -> None:
-    """Feed each sequence its tokens as a chain: ONE forward for all of them."""
+# A forward's price on this machine: (rows, width, context) -> seconds (`CostModel.target` for
+# the target, `CostModel.draft_chain` for the draft); None: no cost model, every row in one.
+Price = Callable[[int, int, int], float]
+
+
+def forwards(widths: list[int], contexts: list[int], price: Price | None) -> list[list[int]]:
+    """The rows of one feed (new tokens `widths`, cached `contexts`) split into the forwards
+    that cost least by `price`: one forward for all of them without a price."""
+    if price is None or len(widths) < 2:
+        return [list(range(len(widths)))]
+    context = max(contexts)
+    return width_groups(widths, lambda rows, width: price(rows, width, context))
+
+
+def _prefill_model(
+    seqs: list[KVSequence], todo: list[list[int]], price: Price | None = None
+) -> None:
+    """Feed each sequence its tokens as a chain: ONE forward for all of them, or the cheapest
+    split by `price` where their lengths differ much."""
     rows = [i for i, ids in enumerate(todo) if ids]
-    if not rows:
-        return
-    batch = RaggedBatch([seqs[i] for i in rows])
-    batch.forward({r: (todo[i], chain(len(todo[i]))) for r, i in enumerate(rows)}, keep="none")
-    for r, i in enumerate(rows):
-        batch.commit(r, list(range(len(todo[i]))))
+    widths, contexts = [len(todo[i]) for i in rows], [seqs[i].length for i in rows]
+    for group in forwards(widths, contexts, price) if rows else []:
+        fed = [rows[g] for g in group]
+        batch = RaggedBatch([seqs[i] for i in fed])
+        batch.forward({r: (todo[i], chain(len(todo[i]))) for r, i in enumerate(fed)}, keep="none")
+        for r, i in enumerate(fed):
+            batch.commit(r, list(range(len(todo[i]))))
 
 
-def prefill(branches: list[Branch], share: bool = True) -> None:
+def prices(costs: CostModel | None) -> tuple[Price | None, Price | None]:
+    """(target's, draft's) price of a forward, from the measured costs (None, None: unknown)."""
+    return (None, None) if costs is None else (costs.target, costs.draft_chain)
+
+
+def prefill(branches: list[Branch], share: bool = True, costs: CostModel | None = None) -> None:
     """Bring the draft's cache up to the prompt minus its pending token (after whatever prefix
     it already holds, e.g. from the prefix cache), for branches that may draft: a branch the
     engine's batch plan gives depth 0 (`planned_depth == 0`) skips it, and catches up in `draft`
@@ -82,21 +107,25 @@ def prefill(branches: list[Branch], share: bool = True) -> None:
     finds other branches with the same prompt and cached state: then both caches are computed
     once here and the others copy the KV (one state, many thoughts). With `share`, distinct
     prompts that share a prefix of `MIN_SHARED` tokens or more beyond what they hold get that
-    prefix once, copied (`share_prefixes`), in both models' caches."""
+    prefix once, copied (`share_prefixes`), in both models' caches. `costs`: forwards over
+    prompts of very different lengths are split where that is cheaper."""
     t = time.perf_counter()
+    p_price, q_price = prices(costs)
     groups: dict[tuple, list[Branch]] = {}
     for b in branches:
         key = (tuple(b.seq.tokens), b.p.length, b.q.length if b.q else -1)
         groups.setdefault(key if share else (id(b),), []).append(b)
     if share:
         leaders = [g[0] for g in groups.values()]
-        share_prefixes([b.p for b in leaders], [b.seq.tokens[:-1] for b in leaders])
+        share_prefixes([b.p for b in leaders], [b.seq.tokens[:-1] for b in leaders], p_price)
         drafting = [g[0] for g in groups.values() if _drafts(g)]
-        share_prefixes([b.q for b in drafting], [b.seq.tokens[:-1] for b in drafting])
+        share_prefixes([b.q for b in drafting], [b.seq.tokens[:-1] for b in drafting], q_price)
     shared = [g[0] for g in groups.values() if len(g) > 1]
-    _prefill_model([b.p for b in shared], [b.seq.tokens[b.p.length : -1] for b in shared])
+    todo = [b.seq.tokens[b.p.length : -1] for b in shared]
+    _prefill_model([b.p for b in shared], todo, p_price)
     drafting = [g[0] for g in groups.values() if _drafts(g)]
-    _prefill_model([b.q for b in drafting], [b.seq.tokens[b.q.length : -1] for b in drafting])
+    todo = [b.seq.tokens[b.q.length : -1] for b in drafting]
+    _prefill_model([b.q for b in drafting], todo, q_price)
     for leader, *rest in groups.values():
         for b in rest:  # KV copy: one prompt's caches into another branch
             b.p.copy_from(leader.p)
@@ -112,7 +141,9 @@ def _drafts(group: list[Branch]) -> bool:
     return group[0].q is not None and any(b.planned_depth != 0 for b in group)
 
 
-def share_prefixes(seqs: list[KVSequence], prompts: list[list[int]]) -> None:
+def share_prefixes(
+    seqs: list[KVSequence], prompts: list[list[int]], price: Price | None = None
+) -> None:
     """Prompts admitted together that share a prefix longer than what their caches hold (by
     `MIN_SHARED` tokens or more): the prefix is fed once, into one of them, and the others copy
     its KV; the rests are fed as before. Level by level: sorted prompts are cut into runs whose
@@ -123,7 +154,7 @@ def share_prefixes(seqs: list[KVSequence], prompts: list[list[int]]) -> None:
     runs = [sorted(range(len(seqs)), key=lambda i: prompts[i])] if seqs else []
     while found := [cut for run in runs for cut in _runs(run, seqs, prompts)]:  # (run, common)
         feeds = [prompts[run[0]][seqs[run[0]].length : common] for run, common in found]
-        _prefill_model([seqs[run[0]] for run, _ in found], feeds)
+        _prefill_model([seqs[run[0]] for run, _ in found], feeds, price)
         for run, _ in found:
             for i in run[1:]:  # KV copy: the common prefix into the others
                 seqs[i].copy_from(seqs[run[0]])
@@ -182,9 +213,9 @@ def _expand(b: Branch, node: int, logits: torch.Tensor, k: int) -> bool:
     return float(probs[children[0]]) >= spec.min_draft_prob
 
 
-def _draft(branches: list[Branch]) -> None:
+def _draft(branches: list[Branch], price: Price | None = None) -> None:
     shapes = [b.round_shape() for b in branches]
-    catch_up([b for b, shape in zip(branches, shapes, strict=True) if shape])  # prefill time
+    catch_up([b for b, shape in zip(branches, shapes, strict=True) if shape], price)
     t = time.perf_counter()
     proposals = [b.lookup_proposal() for b in branches]  # free candidates (lookup drafting)
     for b in branches:  # a fresh tree: the root alone where the branch drafts nothing
@@ -209,14 +240,15 @@ def lag(b: Branch) -> int:
     return max(0, len(b.seq.tokens) - b.q.length - (len(b.shape) + 2))
 
 
-def catch_up(branches: list[Branch]) -> None:
+def catch_up(branches: list[Branch], price: Price | None = None) -> None:
     """Feed each lagging branch's draft what it has not seen but the pending token, in ONE
-    forward of their own: beside the others, a long row would pad every row of level 0."""
+    forward of their own (prefill time): beside the others, a long row would pad every row of
+    level 0. `price`: the draft's, to split rows of very different lags."""
     behind = [b for b in branches if lag(b)]
     if not behind:
         return
     t = time.perf_counter()
-    _prefill_model([b.q for b in behind], [b.unseen()[:-1] for b in behind])
+    _prefill_model([b.q for b in behind], [b.unseen()[:-1] for b in behind], price)
     elapsed = time.perf_counter() - t
     for b in behind:
         b.stats.prefill_s += elapsed / len(behind)
@@ -263,9 +295,10 @@ def _draft_trees(branches: list[Branch], shapes: list[tuple[int, ...]]) -> None:
         batch.commit(r, list(range(fed)))
 
 
-def draft(branches: list[Branch]) -> None:
+def draft(branches: list[Branch], costs: CostModel | None = None) -> None:
     """This round's token tree for every branch (the root alone where it drafts nothing)."""
-    run_isolated(_draft, [b for b in branches if not b.done])
+    price = prices(costs)[1]
+    run_isolated(lambda bs: _draft(bs, price), [b for b in branches if not b.done])
 
 
 # -- verify -------------------------------------------------------------------------------------
@@ -296,17 +329,22 @@ def _verify(branches: list[Branch]) -> None:
             b.stats.verify_s += elapsed / len(branches)
 
 
-def verify(branches: list[Branch]) -> None:
+def verify(branches: list[Branch], costs: CostModel | None = None) -> None:
     """ONE target forward over every branch's tree (the pending token alone where it drafted
-    nothing; a second one for branches whose prompt the target has not seen yet); each branch
-    accepts its path and commits."""
+    nothing), or, where some read their prompt first, the forwards that cost least; each
+    branch accepts its path and commits."""
     branches = [b for b in branches if not b.done]
     for b in branches:
         b.tree = b.tree or TokenTree.root(b.seq.tokens[-1])
-    # a branch whose prompt the target has not seen is verified beside the others only when
-    # there are none: a batch pads every row to its widest, so a prompt beside running
-    # branches would multiply their forward; apart, it costs the prefill it replaces
-    new = [b for b in branches if b.unread_prompt()]
-    running = [b for b in branches if b not in new]  # decided before either forward runs
-    run_isolated(_verify, new)
-    run_isolated(_verify, running)
+    # a batch pads every row to its widest, so a prompt beside running branches would multiply
+    # their forward: with the measured costs the rows are split where that is cheaper, without
+    # them a branch whose prompt the target has not seen is verified apart from the others.
+    # The forwards are decided before any runs (a prompt read is no longer unread after it).
+    widths = [len(b.unread_prompt()) + len(b.tree) for b in branches]
+    if costs is None:
+        new = [i for i, b in enumerate(branches) if b.unread_prompt()]
+        groups = [new, [i for i in range(len(branches)) if i not in new]]
+    else:
+        groups = forwards(widths, [b.p.length for b in branches], costs.target)
+    for group in groups:
+        run_isolated(_verify, [branches[i] for i in group])

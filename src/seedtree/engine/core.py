@@ -153,7 +153,8 @@ class LLMEngine:
         """`prefix_cache`: an earlier engine's (an `LLM` that switches methods keeps its KV),
         else a new one of `cache_mb`. `max_queued`: requests waiting beyond the running ones
         (None: no limit; `submit_jobs` raises `QueueFull` past it). `costs`: the cost model
-        (None: measured on the engine thread before its first step, for methods that plan).
+        (None: measured on the engine thread before its first step, for methods that plan or
+        batch).
         `admit_window_s`: how long an idle engine woken by a request waits for the requests
         sent with it (0 for a one-off engine that is handed all its requests at once)."""
         self.pair = pair
@@ -360,9 +361,12 @@ class LLMEngine:
                 self._fail_all(exc)
 
     def _measure_costs(self) -> None:
-        """The cost model, once, on this thread (its torch ops belong to the engine's team)."""
+        """The cost model, once, on this thread (its torch ops belong to the engine's team): for
+        an engine that plans its drafts or runs many requests at once (it prices the split of
+        prompt reads of very different lengths)."""
         engine = self.step_engine
-        if self.costs is None and engine is not None and engine.plans and engine.shape:
+        needed = engine is not None and (engine.plans and engine.shape or engine.max_running > 1)
+        if self.costs is None and needed:
             try:
                 self.costs = cost_model.measure(self.pair)
             except Exception:  # e.g. a context too short for the probe: plan branch by branch

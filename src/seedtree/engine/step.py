@@ -100,7 +100,8 @@ class StepEngine:
         """`lookup`: the text index lookup drafting reads (SpecConfig.lookup > 0): shared with
         earlier calls when passed (a tree's), else this engine's own. `costs`: this machine's
         measured costs; with them (and `spec.policy == "batch"`) each round's draft depths are
-        planned for the whole batch (`adaptive.plan_depths`), else branch by branch."""
+        planned for the whole batch (`adaptive.plan_depths`), else branch by branch; and rows
+        reading prompts of very different lengths go in the forwards that cost least."""
         self.method = method if isinstance(method, Method) else get_method(method)
         if self.method.schedule not in STEPPED:
             raise SeedtreeError(f"method '{self.method.name}' does not run on the step engine")
@@ -111,7 +112,7 @@ class StepEngine:
         # branch, each branch's draft length its own (SEED's drafter threads)
         threads = self.method.schedule == "threads"
         self.plans = self.spec.adaptive and self.spec.policy == "batch" and not threads
-        self.costs = costs if self.plans else None
+        self.costs = costs
         self.cache = prefix_cache if self.method.prefix_cache else None
         self.lookup = None
         if self.spec.lookup and self.shape:
@@ -273,14 +274,14 @@ class StepEngine:
         if self.shape:
             t = self.trace.now()
             self._plan(active)
-            speculative.draft(active)
+            speculative.draft(active, self.costs)
             self._cache_caught_up()
             drafting = [b.index for b in active if b.tree and b.tree.n_drafted]
             if drafting:
                 self.trace.add("draft", drafting, t, self.trace.now(), self.rounds)
         t = self.trace.now()
         counts = [(b.stats.accepted, b.stats.lookup_accepted) for b in active]
-        speculative.verify(active)
+        speculative.verify(active, self.costs)
         ids = [b.index for b in active]
         accepted = [  # per branch this round: (from the model, from lookup)
             (b.stats.accepted - a - (b.stats.lookup_accepted - k), b.stats.lookup_accepted - k)
@@ -290,7 +291,7 @@ class StepEngine:
 
     def _plan(self, active: list[Branch]) -> None:
         """This round's draft depth of every branch, planned for the batch (batch policy)."""
-        if self.costs is None:
+        if not self.plans or self.costs is None:
             return
         context = max(b.p.length for b in active)
         alphas = [b.acceptance.alpha for b in active]
@@ -314,7 +315,7 @@ class StepEngine:
         if self.shape:  # which new branches draft next round: those get q's prefill
             self._plan([b for b in self.running if not b.done] + new)
         share = self.method.share_prefill
-        speculative.run_isolated(lambda bs: speculative.prefill(bs, share), new)
+        speculative.run_isolated(lambda bs: speculative.prefill(bs, share, self.costs), new)
         if self.cache is not None:
             for b in new:
                 if not b.done:
