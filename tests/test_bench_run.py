@@ -14,7 +14,7 @@ from seedtree.search import EngineConfig, SearchConfig
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.8])
-def test_bench_run_times_each_p_and_every_record_is_the_same(tmp_path, temperature):
+def test_bench_run_times_each_p_and_every_record_is_the_same(tmp_path, temperature, capsys):
     llm = LLM(models=tiny_pair(seed=0, context=4096))
     cfg = RunBenchConfig(
         task="gsm8k",
@@ -40,6 +40,13 @@ def test_bench_run_times_each_p_and_every_record_is_the_same(tmp_path, temperatu
             assert row[f"vs_{name}"] == 1.0
             labels = {row["vs_p1_label"], row["vs_first_method_label"]}
             assert labels <= {"yes", "-"}  # no divergence, or the run compared with itself
+    # the diagnosis says how far it is, tree by tree: every run against the same method's at
+    # P = 1 and the first method's at the same P (not itself), 3 trees each
+    runs = 3 * len(cfg.methods) - 2
+    err = capsys.readouterr().err
+    assert (
+        f"diagnosis: 1/{3 * runs} tree" in err and f"diagnosis: {3 * runs}/{3 * runs} tree" in err
+    )
     table = (tmp_path / "bench_run_gsm8k.md").read_text()
     assert "| 3 | seed-batched |" in table and (tmp_path / "bench_run_gsm8k.png").exists()
 

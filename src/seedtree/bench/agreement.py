@@ -13,6 +13,7 @@ already differ.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from seedtree.decoding.check import Diagnosis, Scoring, Top2, diagnose
@@ -201,9 +202,11 @@ def agreement(
     method: str,
     runs: list[tuple[list[Tree], list[Tree]]],  # per pass: (ar's trees, the method's trees)
     scoring: Scoring,
+    on_tree: Callable[[], None] | None = None,
 ) -> Agreement:
     """Compare a method's trees with `ar`'s over passes; a divergence seen in several passes is
-    diagnosed once and listed once, with the passes it happened in."""
+    diagnosed once and listed once, with the passes it happened in. `on_tree`: called after
+    each pair of trees (progress: a differing tree's diagnosis takes seconds to minutes)."""
     memo: dict = {}
     seen: dict[tuple, TreeDivergence] = {}
     compared = 0
@@ -217,4 +220,6 @@ def agreement(
                 )
                 old = seen.get(key, d)
                 seen[key] = TreeDivergence(**{**old.__dict__, "passes": (*old.passes, i)})
+            if on_tree is not None:
+                on_tree()
     return Agreement(method, compared, tuple(seen.values()))

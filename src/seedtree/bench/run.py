@@ -148,16 +148,19 @@ def _diagnose(llm: LLM, cfg: RunBenchConfig, variants: dict, runs: dict, trees: 
             ("vs_first_method", trees[p, first]),
         )
         if reference is not theirs
-    ]  # a run against each reference: minutes on a CPU, so it says how far it is
-    bar = progress_bar(total=len(pairs), desc=f"bench-run {cfg.task} diagnosis", unit="run")
+    ]  # a run against each reference: minutes on a CPU, so it says how far it is, tree by tree
+    total = sum(len(theirs) for *_, theirs in pairs)
+    bar = progress_bar(total=total, desc=f"bench-run {cfg.task} diagnosis", unit="tree")
     for p, name, key, reference, theirs in pairs:
         method, spec = variants[name]
         scoring = scoring_of(method, spec.gamma, spec.k_config)
+        bar.set_postfix_str(f"P={p} {name} {key}")
         found = run_off_main_thread(
-            lambda r=reference, t=theirs, n=name, s=scoring: agreement(llm.models, n, [(r, t)], s)
+            lambda r=reference, t=theirs, n=name, s=scoring: agreement(
+                llm.models, n, [(r, t)], s, bar.update
+            )
         )
         runs[str(p)][name][key] = found.to_dict(llm.tokenizer)
-        bar.update()
     bar.close()
 
 
