@@ -340,11 +340,11 @@ def verify(branches: list[Branch], costs: CostModel | None = None) -> None:
     # their forward: with the measured costs the rows are split where that is cheaper, without
     # them a branch whose prompt the target has not seen is verified apart from the others.
     # The forwards are decided before any runs (a prompt read is no longer unread after it).
-    widths = [len(b.unread_prompt()) + len(b.tree) for b in branches]
     if costs is None:
         new = [i for i, b in enumerate(branches) if b.unread_prompt()]
         groups = [new, [i for i in range(len(branches)) if i not in new]]
     else:
+        widths = [len(b.unread_prompt()) + len(b.tree) for b in branches]
         groups = forwards(widths, [b.p.length for b in branches], costs.target)
     for group in groups:
         run_isolated(_verify, [branches[i] for i in group])
