@@ -52,7 +52,8 @@ def width_groups(widths: list[int], cost: Callable[[int, int], float]) -> list[l
     forward more costs its fixed part again. `widths`: new tokens per row; `cost(rows, width)`:
     seconds of one forward of that many rows padded to `width` (the measured cost model).
     Returns row indices grouped by width (an optimal partition is contiguous in width order:
-    O(n^2) dynamic programme over the sorted rows), the fewest forwards among equal costs."""
+    O(n^2) dynamic programme over the sorted rows); among equal costs the earliest cut wins,
+    so the result is deterministic."""
     order = sorted(range(len(widths)), key=lambda i: (widths[i], i))
     best = [0.0] + [float("inf")] * len(order)  # best[j]: the cheapest split of order[:j]
     cut = [0] * (len(order) + 1)
